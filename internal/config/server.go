@@ -1,0 +1,280 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Server is the configuration of `pico server`.
+type Server struct {
+	Proxy    Proxy     `yaml:"proxy"`
+	Upstream Upstream  `yaml:"upstream"`
+	Admin    Admin     `yaml:"admin"`
+	Gossip   Gossip    `yaml:"gossip"`
+	Cluster  Cluster   `yaml:"cluster"`
+	Server   Lifecycle `yaml:"server"`
+	Log      Log       `yaml:"log"`
+}
+
+// DefaultServer returns the documented defaults.
+func DefaultServer() *Server {
+	return &Server{
+		Proxy:    DefaultProxy(),
+		Upstream: DefaultUpstream(),
+		Admin:    Admin{Listener: Listener{BindAddr: ":8002"}},
+		Gossip:   Gossip{Listener: Listener{BindAddr: ":8003"}},
+		Cluster:  DefaultCluster(),
+		Server:   Lifecycle{GracefulShutdownTimeout: time.Minute},
+		Log:      Log{Level: "info"},
+	}
+}
+
+// RegisterFlags registers one flag per key, bound to s's fields.
+func (s *Server) RegisterFlags(fs *pflag.FlagSet) {
+	s.Proxy.RegisterFlags(fs)
+	s.Upstream.RegisterFlags(fs)
+	s.Admin.RegisterFlags(fs)
+	s.Gossip.RegisterFlags(fs)
+	s.Cluster.RegisterFlags(fs)
+	s.Server.RegisterFlags(fs)
+	s.Log.RegisterFlags(fs)
+}
+
+// Validate returns every problem found, joined.
+func (s *Server) Validate() error {
+	return errors.Join(
+		s.Proxy.Validate(),
+		s.Upstream.Validate(),
+		s.Admin.Validate("admin"),
+		s.Gossip.Validate("gossip"),
+		s.Cluster.Validate(),
+		s.Server.Validate(),
+		s.Log.Validate(),
+	)
+}
+
+// Listener is a bind address plus the address other nodes use to reach it.
+type Listener struct {
+	// BindAddr is the host:port to listen on; an empty host means all
+	// interfaces.
+	BindAddr string `yaml:"bind_addr"`
+	// AdvertiseAddr is the host:port other nodes use. Empty means derived:
+	// the bind address if it names an IP, otherwise the node's private IP
+	// with the bind port.
+	AdvertiseAddr string `yaml:"advertise_addr"`
+}
+
+func (l *Listener) registerFlags(fs *pflag.FlagSet, section, what string) {
+	fs.StringVar(&l.BindAddr, section+".bind-addr", l.BindAddr, "address to listen on for "+what)
+	fs.StringVar(&l.AdvertiseAddr, section+".advertise-addr", l.AdvertiseAddr, "address other nodes use to reach the "+section+" listener (default: derived from the bind address)")
+}
+
+// Validate checks both addresses of the listener whose YAML section is
+// section (e.g. "proxy").
+func (l *Listener) Validate(section string) error {
+	var errs []error
+	if err := validateHostPort(l.BindAddr); err != nil {
+		errs = append(errs, fmt.Errorf("%s.bind_addr (--%s.bind-addr) %q: %w; use host:port such as \":8000\" or \"10.0.0.1:8000\"", section, section, l.BindAddr, err))
+	}
+	if l.AdvertiseAddr != "" {
+		if err := validateHostPort(l.AdvertiseAddr); err != nil {
+			errs = append(errs, fmt.Errorf("%s.advertise_addr (--%s.advertise-addr) %q: %w; use host:port such as \"10.0.0.1:8000\"", section, section, l.AdvertiseAddr, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validateHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("not a host:port address")
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// Proxy configures the listener for proxy clients.
+type Proxy struct {
+	Listener `yaml:",inline"`
+	// GatewayTimeout bounds the wait for an upstream's response headers;
+	// after it the client gets 504.
+	GatewayTimeout time.Duration `yaml:"gateway_timeout"`
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// request headers (slowloris protection).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes idle keep-alive client connections.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes caps the size of a request's headers.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+}
+
+// DefaultProxy returns the proxy defaults.
+func DefaultProxy() Proxy {
+	return Proxy{
+		Listener:          Listener{BindAddr: ":8000"},
+		GatewayTimeout:    15 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    1 << 20,
+	}
+}
+
+// RegisterFlags registers the proxy.* flags.
+func (p *Proxy) RegisterFlags(fs *pflag.FlagSet) {
+	p.Listener.registerFlags(fs, "proxy", "proxy clients (HTTP)")
+	fs.DurationVar(&p.GatewayTimeout, "proxy.gateway-timeout", p.GatewayTimeout, "how long to wait for an upstream's response headers before answering 504")
+	fs.DurationVar(&p.ReadHeaderTimeout, "proxy.read-header-timeout", p.ReadHeaderTimeout, "how long a client may take to send request headers")
+	fs.DurationVar(&p.IdleTimeout, "proxy.idle-timeout", p.IdleTimeout, "how long an idle keep-alive client connection stays open")
+	fs.IntVar(&p.MaxHeaderBytes, "proxy.max-header-bytes", p.MaxHeaderBytes, "maximum size of a request's headers in bytes")
+}
+
+// Validate checks the proxy section.
+func (p *Proxy) Validate() error {
+	return errors.Join(
+		p.Listener.Validate("proxy"),
+		positiveDuration("proxy.gateway_timeout", p.GatewayTimeout),
+		positiveDuration("proxy.read_header_timeout", p.ReadHeaderTimeout),
+		positiveDuration("proxy.idle_timeout", p.IdleTimeout),
+		positiveInt("proxy.max_header_bytes", p.MaxHeaderBytes),
+	)
+}
+
+// Upstream configures the listener for upstream (agent) connections.
+type Upstream struct {
+	Listener `yaml:",inline"`
+	// MaxEndpointsPerConnection is not used by the current protocol (one
+	// endpoint per connection) but reserved; MaxStreamsPerConnection caps
+	// concurrent proxied connections on one upstream session.
+	MaxStreamsPerConnection int `yaml:"max_streams_per_connection"`
+}
+
+// DefaultUpstream returns the upstream defaults.
+func DefaultUpstream() Upstream {
+	return Upstream{Listener: Listener{BindAddr: ":8001"}, MaxStreamsPerConnection: 4096}
+}
+
+// RegisterFlags registers the upstream.* flags.
+func (u *Upstream) RegisterFlags(fs *pflag.FlagSet) {
+	u.Listener.registerFlags(fs, "upstream", "upstream (agent) connections")
+	fs.IntVar(&u.MaxStreamsPerConnection, "upstream.max-streams-per-connection", u.MaxStreamsPerConnection, "maximum concurrent proxied connections through one upstream connection")
+}
+
+// Validate checks the upstream section.
+func (u *Upstream) Validate() error {
+	return errors.Join(
+		u.Listener.Validate("upstream"),
+		positiveInt("upstream.max_streams_per_connection", u.MaxStreamsPerConnection),
+	)
+}
+
+// Admin configures the admin listener (health, readiness, metrics, status).
+type Admin struct {
+	Listener `yaml:",inline"`
+}
+
+// RegisterFlags registers the admin.* flags.
+func (a *Admin) RegisterFlags(fs *pflag.FlagSet) {
+	a.Listener.registerFlags(fs, "admin", "the admin API (health, readiness, metrics, status)")
+}
+
+// Gossip configures memberlist's listener (TCP and UDP).
+type Gossip struct {
+	Listener `yaml:",inline"`
+}
+
+// RegisterFlags registers the gossip.* flags.
+func (g *Gossip) RegisterFlags(fs *pflag.FlagSet) {
+	g.Listener.registerFlags(fs, "gossip", "cluster gossip (TCP and UDP)")
+}
+
+// Cluster configures membership.
+type Cluster struct {
+	// NodeID is the node's unique ID; empty means random. A restarted
+	// process must not reuse an ID.
+	NodeID string `yaml:"node_id"`
+	// NodeIDPrefix, when NodeID is empty, is prepended to a random suffix
+	// that is new at every start.
+	NodeIDPrefix string `yaml:"node_id_prefix"`
+	// Join lists addresses or DNS names of members; a name expands to all
+	// its A records; the port defaults to the gossip port.
+	Join []string `yaml:"join"`
+	// AbortIfJoinFails makes the node exit when the join names resolved to
+	// other nodes but none could be joined within JoinTimeout.
+	AbortIfJoinFails bool `yaml:"abort_if_join_fails"`
+	// JoinTimeout bounds the retried initial join.
+	JoinTimeout time.Duration `yaml:"join_timeout"`
+	// RejoinInterval is how often join names are re-resolved and missing
+	// members joined (heals split brains). Zero disables it.
+	RejoinInterval time.Duration `yaml:"rejoin_interval"`
+}
+
+// DefaultCluster returns the cluster defaults.
+func DefaultCluster() Cluster {
+	return Cluster{AbortIfJoinFails: true, JoinTimeout: time.Minute, RejoinInterval: 30 * time.Second}
+}
+
+// RegisterFlags registers the cluster.* flags.
+func (c *Cluster) RegisterFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.NodeID, "cluster.node-id", c.NodeID, "unique node ID (default: random; never reuse one across restarts)")
+	fs.StringVar(&c.NodeIDPrefix, "cluster.node-id-prefix", c.NodeIDPrefix, "prefix of the random node ID")
+	fs.StringSliceVar(&c.Join, "cluster.join", c.Join, "addresses or DNS names of members to join (repeat or comma-separate)")
+	fs.BoolVar(&c.AbortIfJoinFails, "cluster.abort-if-join-fails", c.AbortIfJoinFails, "exit if other nodes were found but none could be joined within --cluster.join-timeout")
+	fs.DurationVar(&c.JoinTimeout, "cluster.join-timeout", c.JoinTimeout, "how long the initial join is retried")
+	fs.DurationVar(&c.RejoinInterval, "cluster.rejoin-interval", c.RejoinInterval, "how often join names are re-resolved and missing members joined (0 disables)")
+}
+
+// Validate checks the cluster section.
+func (c *Cluster) Validate() error {
+	var errs []error
+	if c.NodeID != "" && c.NodeIDPrefix != "" {
+		errs = append(errs, errors.New("cluster.node_id and cluster.node_id_prefix are both set; set only one"))
+	}
+	for i, j := range c.Join {
+		if j == "" {
+			errs = append(errs, fmt.Errorf("cluster.join[%d] is empty; give an address or DNS name", i))
+		}
+	}
+	errs = append(errs, positiveDuration("cluster.join_timeout", c.JoinTimeout))
+	if c.RejoinInterval < 0 {
+		errs = append(errs, fmt.Errorf("cluster.rejoin_interval is %s; use a positive duration or 0 to disable", c.RejoinInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// Lifecycle configures process lifecycle (YAML section `server`).
+type Lifecycle struct {
+	// GracefulShutdownTimeout bounds the SIGTERM drain.
+	GracefulShutdownTimeout time.Duration `yaml:"graceful_shutdown_timeout"`
+}
+
+// RegisterFlags registers the server.* flags.
+func (l *Lifecycle) RegisterFlags(fs *pflag.FlagSet) {
+	fs.DurationVar(&l.GracefulShutdownTimeout, "server.graceful-shutdown-timeout", l.GracefulShutdownTimeout, "bound on the SIGTERM drain")
+}
+
+// Validate checks the server section.
+func (l *Lifecycle) Validate() error {
+	return positiveDuration("server.graceful_shutdown_timeout", l.GracefulShutdownTimeout)
+}
+
+func positiveDuration(key string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%s (%s) is %s; use a positive duration such as \"15s\"", key, FlagName(key), d)
+	}
+	return nil
+}
+
+func positiveInt(key string, n int) error {
+	if n <= 0 {
+		return fmt.Errorf("%s (%s) is %d; use a positive number", key, FlagName(key), n)
+	}
+	return nil
+}

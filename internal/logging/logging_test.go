@@ -1,0 +1,37 @@
+package logging
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestSubsystemOverridesLevel(t *testing.T) {
+	var buf bytes.Buffer
+	log := New(&buf, slog.LevelWarn, []string{"proxy"})
+
+	log.With(SubsystemKey, "proxy").Debug("proxy debug")
+	log.With(SubsystemKey, "cluster").Debug("cluster debug")
+	log.With(SubsystemKey, "cluster").Warn("cluster warn")
+	log.Info("root info")
+
+	out := buf.String()
+	require.Contains(t, out, "proxy debug")
+	require.Contains(t, out, "cluster warn")
+	require.NotContains(t, out, "cluster debug")
+	require.NotContains(t, out, "root info")
+	require.Equal(t, 2, strings.Count(out, "\n"))
+}
+
+func TestParseLevel(t *testing.T) {
+	for in, want := range map[string]slog.Level{"debug": slog.LevelDebug, "INFO": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError} {
+		got, err := ParseLevel(in)
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+	}
+	_, err := ParseLevel("verbose")
+	require.ErrorContains(t, err, "verbose")
+}
