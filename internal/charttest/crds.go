@@ -1,0 +1,74 @@
+package charttest
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The chart renders two custom resources whose Go types live outside k8s.io/api. These
+// structs mirror the subset of their published schemas (Prometheus Operator
+// monitoring.coreos.com/v1 and Gateway API gateway.networking.k8s.io/v1) that the chart may
+// set, so strict decoding still rejects a field the chart misspells or misplaces.
+
+// ServiceMonitor is monitoring.coreos.com/v1 ServiceMonitor.
+type ServiceMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              ServiceMonitorSpec `json:"spec"`
+}
+
+// ServiceMonitorSpec is the part of the ServiceMonitor spec the chart may set.
+type ServiceMonitorSpec struct {
+	Selector          metav1.LabelSelector `json:"selector"`
+	NamespaceSelector struct {
+		Any        bool     `json:"any,omitempty"`
+		MatchNames []string `json:"matchNames,omitempty"`
+	} `json:"namespaceSelector"`
+	Endpoints []ServiceMonitorEndpoint `json:"endpoints"`
+}
+
+// ServiceMonitorEndpoint is one scraped port.
+type ServiceMonitorEndpoint struct {
+	Port          string `json:"port,omitempty"`
+	Path          string `json:"path,omitempty"`
+	Scheme        string `json:"scheme,omitempty"`
+	Interval      string `json:"interval,omitempty"`
+	ScrapeTimeout string `json:"scrapeTimeout,omitempty"`
+}
+
+// HTTPRoute is gateway.networking.k8s.io/v1 HTTPRoute.
+type HTTPRoute struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              HTTPRouteSpec `json:"spec"`
+}
+
+// HTTPRouteSpec is the part of the HTTPRoute spec the chart may set.
+type HTTPRouteSpec struct {
+	ParentRefs []ParentReference `json:"parentRefs"`
+	Hostnames  []string          `json:"hostnames,omitempty"`
+	Rules      []HTTPRouteRule   `json:"rules"`
+}
+
+// ParentReference names a Gateway (or listener) the route attaches to.
+type ParentReference struct {
+	Group       *string `json:"group,omitempty"`
+	Kind        *string `json:"kind,omitempty"`
+	Namespace   *string `json:"namespace,omitempty"`
+	Name        string  `json:"name"`
+	SectionName *string `json:"sectionName,omitempty"`
+	Port        *int32  `json:"port,omitempty"`
+}
+
+// HTTPRouteRule is one rule: request matches and the Services they go to.
+type HTTPRouteRule struct {
+	Matches []struct {
+		Path *struct {
+			Type  string `json:"type"`
+			Value string `json:"value"`
+		} `json:"path,omitempty"`
+	} `json:"matches,omitempty"`
+	BackendRefs []struct {
+		Name string `json:"name"`
+		Port int32  `json:"port"`
+	} `json:"backendRefs,omitempty"`
+}
