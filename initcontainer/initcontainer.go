@@ -171,7 +171,7 @@ func parseBase(base []byte) (doc *yaml.Node, err error) {
 }
 
 // spellOutEmptyNulls writes the empty nulls that the YAML library would
-// write back as the empty string ” (changing their meaning) as "null":
+// write back as an empty quoted string (changing their meaning) as "null":
 // those inside flow collections ("{a: }", "{a}") and those used as keys.
 func spellOutEmptyNulls(n *yaml.Node, inFlow bool) {
 	inFlow = inFlow || n.Style&yaml.FlowStyle != 0
