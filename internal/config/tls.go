@@ -1,0 +1,103 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// TLS configures TLS on one server listener. The YAML section is chosen by
+// the embedding struct (e.g. `proxy.tls`); RegisterFlags and Validate take
+// it as prefix. The files are re-read when they change (certificate
+// rotation), so they may be Kubernetes Secret mounts.
+type TLS struct {
+	// Cert is the path of the PEM certificate chain served by the listener.
+	Cert string `yaml:"cert"`
+	// Key is the path of the PEM private key of Cert.
+	Key string `yaml:"key"`
+	// ClientCAs, when set, is the path of a PEM bundle of certificate
+	// authorities; clients must then present a certificate signed by one
+	// of them (mutual TLS).
+	ClientCAs string `yaml:"client_cas"`
+}
+
+// Enabled reports whether the listener serves TLS.
+func (t *TLS) Enabled() bool { return t.Cert != "" || t.Key != "" }
+
+// RegisterFlags registers the <prefix>.* flags, e.g. --proxy.tls.cert for
+// prefix "proxy.tls".
+func (t *TLS) RegisterFlags(fs *pflag.FlagSet, prefix string) {
+	flag := flagPrefix(prefix)
+	fs.StringVar(&t.Cert, flag+".cert", t.Cert, "PEM certificate (chain) file; enables TLS on this listener (reloaded when the file changes)")
+	fs.StringVar(&t.Key, flag+".key", t.Key, "PEM private key file of --"+flag+".cert")
+	fs.StringVar(&t.ClientCAs, flag+".client-cas", t.ClientCAs, "PEM CA bundle file; when set, clients must present a certificate signed by one of these CAs (mutual TLS)")
+}
+
+// Validate checks the <prefix> section. Whether the files exist and parse
+// is checked when they are loaded, with errors naming these keys.
+func (t *TLS) Validate(prefix string) error {
+	var errs []error
+	if t.Cert != "" && t.Key == "" {
+		errs = append(errs, fmt.Errorf("%s is set but %s is empty; set both to enable TLS", describeKey(prefix+".cert"), describeKey(prefix+".key")))
+	}
+	if t.Key != "" && t.Cert == "" {
+		errs = append(errs, fmt.Errorf("%s is set but %s is empty; set both to enable TLS", describeKey(prefix+".key"), describeKey(prefix+".cert")))
+	}
+	if t.ClientCAs != "" && !t.Enabled() {
+		errs = append(errs, fmt.Errorf("%s needs TLS; set %s and %s too", describeKey(prefix+".client_cas"), describeKey(prefix+".cert"), describeKey(prefix+".key")))
+	}
+	return errors.Join(errs...)
+}
+
+// ClientTLS configures how a command (agent, forward, status) verifies the
+// server it connects to over https:// or wss://, and optionally the client
+// certificate it presents to a server that requires mutual TLS. The YAML
+// section is chosen by the embedding struct (e.g. `connect.tls`).
+type ClientTLS struct {
+	// CA is the path of a PEM bundle of certificate authorities trusted
+	// instead of the system roots.
+	CA string `yaml:"ca"`
+	// InsecureSkipVerify disables verification of the server's certificate.
+	// For tests only: anyone on the path can then read and alter traffic.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// Cert and Key are the paths of a PEM client certificate and its key,
+	// presented when the server asks for one (mutual TLS). They are
+	// reloaded when the files change.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// RegisterFlags registers the <prefix>.* flags, e.g. --connect.tls.ca for
+// prefix "connect.tls".
+func (c *ClientTLS) RegisterFlags(fs *pflag.FlagSet, prefix string) {
+	flag := flagPrefix(prefix)
+	fs.StringVar(&c.CA, flag+".ca", c.CA, "PEM CA bundle file trusted to verify the server's certificate instead of the system roots")
+	fs.BoolVar(&c.InsecureSkipVerify, flag+".insecure-skip-verify", c.InsecureSkipVerify, "do not verify the server's certificate (insecure; for tests only)")
+	fs.StringVar(&c.Cert, flag+".cert", c.Cert, "PEM client certificate file presented to servers that require mutual TLS")
+	fs.StringVar(&c.Key, flag+".key", c.Key, "PEM private key file of --"+flag+".cert")
+}
+
+// Validate checks the <prefix> section.
+func (c *ClientTLS) Validate(prefix string) error {
+	var errs []error
+	if c.CA != "" && c.InsecureSkipVerify {
+		errs = append(errs, fmt.Errorf("%s and %s are both set; the CA would be ignored, so drop %s", describeKey(prefix+".ca"), describeKey(prefix+".insecure_skip_verify"), describeKey(prefix+".insecure_skip_verify")))
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		errs = append(errs, fmt.Errorf("%s and %s must be set together", describeKey(prefix+".cert"), describeKey(prefix+".key")))
+	}
+	return errors.Join(errs...)
+}
+
+// flagPrefix turns a YAML section into the prefix of its flags:
+// "proxy.tls" stays "proxy.tls", "a.b_c" becomes "a.b-c".
+func flagPrefix(section string) string {
+	return strings.ReplaceAll(section, "_", "-")
+}
+
+// describeKey names a YAML key together with its flag: `a.b_c (--a.b-c)`.
+func describeKey(key string) string {
+	return key + " (" + FlagName(key) + ")"
+}
