@@ -284,3 +284,24 @@ func FuzzRender(f *testing.F) {
 }
 
 func equal(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
+
+func BenchmarkRender(b *testing.B) {
+	base, err := os.ReadFile(filepath.Join("testdata", "full.base.yaml"))
+	require.NoError(b, err)
+	for b.Loop() {
+		if _, err := initcontainer.Render(base, threePods); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriteFileAtomic is dominated by the two fsyncs (file and directory).
+func BenchmarkWriteFileAtomic(b *testing.B) {
+	out := filepath.Join(b.TempDir(), "server.yaml")
+	data := []byte("cluster:\n  node_id_prefix: \"pico-1-\"\n")
+	for b.Loop() {
+		if err := initcontainer.WriteFileAtomic(out, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
