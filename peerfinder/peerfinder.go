@@ -253,9 +253,9 @@ func (f *Finder) Lookup(ctx context.Context) (Snapshot, error) {
 	query := f.cfg.Service + "." // absolute: no search domains tried first
 	_, srvs, srvErr := f.resolver.LookupSRV(ctx, "", "", query)
 	// With some invalid targets, Go returns the valid ones and an error.
-	if len(srvs) > 0 {
+	if peers := f.peersFromSRV(srvs); len(peers) > 0 {
 		snap.Source = SourceSRV
-		snap.Peers = f.peersFromSRV(srvs)
+		snap.Peers = peers
 		return snap, nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -283,8 +283,9 @@ func (f *Finder) Lookup(ctx context.Context) (Snapshot, error) {
 func (f *Finder) peersFromSRV(srvs []*net.SRV) []Peer {
 	peers := make([]Peer, 0, len(srvs))
 	for _, r := range srvs {
-		name := normalizeName(r.Target)
-		peers = append(peers, Peer{Name: name, Self: name == f.cfg.Self})
+		if name := normalizeName(r.Target); name != "" { // "." means "no service here"
+			peers = append(peers, Peer{Name: name, Self: name == f.cfg.Self})
+		}
 	}
 	return sortPeers(peers)
 }

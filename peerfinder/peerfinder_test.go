@@ -391,3 +391,17 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 }
+
+func TestLookupIgnoresRootSRVTargets(t *testing.T) {
+	// An SRV target "." says "no service here": not a peer. With no other
+	// target the address records are used.
+	srv := startDNS(t)
+	srv.SetSRV(service, testdns.SRV{Target: "."})
+	srv.SetAddrs(service, addr("10.0.0.1"))
+	f, _ := newFinder(t, srv, peerfinder.Config{SelfAddrs: []netip.Addr{addr("10.0.0.1")}})
+
+	snap, err := f.Lookup(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, peerfinder.SourceAddrs, snap.Source)
+	assert.True(t, snap.Published())
+}
