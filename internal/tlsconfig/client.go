@@ -1,0 +1,66 @@
+package tlsconfig
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/filereload"
+)
+
+// ClientConfig returns the client configuration for --connect.tls.ca and
+// --connect.tls.insecure-skip-verify: the server's certificate is verified
+// against the CA bundle in caFile (the system roots when empty), or not
+// at all with insecureSkipVerify.
+func ClientConfig(caFile string, insecureSkipVerify bool) (*tls.Config, error) {
+	return NewClient(config.ClientTLS{CA: caFile, InsecureSkipVerify: insecureSkipVerify}, "connect.tls", nil)
+}
+
+// NewClient returns the client configuration of cfg, a section named
+// section (e.g. "connect.tls"); errors name its keys. With a client
+// certificate configured, it is presented when the server asks for one
+// and re-read when its files change.
+func NewClient(cfg config.ClientTLS, section string, logger *slog.Logger, opts ...Option) (*tls.Config, error) {
+	if err := cfg.Validate(section); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("subsystem", "tls", "section", section)
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify}
+	if cfg.InsecureSkipVerify {
+		logger.Warn("not verifying the server's certificate: anyone on the network path can read and change the traffic")
+	}
+	if cfg.CA != "" {
+		data, err := os.ReadFile(cfg.CA)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", describe(section+".ca"), err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("%s: no PEM certificates found in %s", describe(section+".ca"), cfg.CA)
+		}
+	}
+	if cfg.Cert != "" {
+		var o options
+		for _, opt := range opts {
+			opt(&o)
+		}
+		keys := []string{section + ".cert", section + ".key"}
+		parse := func(contents [][]byte) (*tls.Certificate, error) {
+			return loadKeyPair(keys, contents[0], contents[1])
+		}
+		cert, err := filereload.New([]string{cfg.Cert, cfg.Key}, o.reloadInterval, parse, logger)
+		if err != nil {
+			return nil, nameFile(keys, err)
+		}
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return cert.Get(), nil
+		}
+	}
+	return tc, nil
+}
