@@ -134,15 +134,21 @@ func serveHTTPS(t *testing.T, cfg *tls.Config) string {
 
 // get makes one request on a new connection and returns the body.
 func get(client *tls.Config, addr string) (string, error) {
+	body, _, err := getState(client, addr)
+	return body, err
+}
+
+// getState is get that also returns the connection's TLS state.
+func getState(client *tls.Config, addr string) (string, *tls.ConnectionState, error) {
 	tr := &http.Transport{TLSClientConfig: client, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + addr + "/")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	return string(body), err
+	return string(body), resp.TLS, err
 }
 
 // servedName returns the common name of the certificate addr serves.

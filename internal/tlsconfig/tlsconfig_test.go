@@ -140,8 +140,12 @@ func TestCertificateAndClientCAReload(t *testing.T) {
 		return cfg
 	}
 	old, renewed := clientOf(clientCA1, "old-client"), clientOf(clientCA2, "new-client")
+	old.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	_, err = get(old, addr)
 	require.NoError(t, err)
+	_, state, err := getState(old, addr)
+	require.NoError(t, err)
+	require.True(t, state.DidResume, "the old client resumes its session")
 	_, err = get(renewed, addr)
 	require.Error(t, err)
 
@@ -152,7 +156,7 @@ func TestCertificateAndClientCAReload(t *testing.T) {
 	_, err = get(renewed, addr)
 	require.NoError(t, err, "clients of the new CA are accepted")
 	_, err = get(old, addr)
-	require.Error(t, err, "clients of the replaced CA are refused")
+	require.Error(t, err, "clients of the replaced CA are refused, even resuming a session")
 
 	// A half-written update (certificate without its key) keeps serving
 	// the previous pair.
