@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . e2e/k8s/tools.sh
 ensure_yamllint
-ct version | head -1
+ct version
 helm version --short
 ct lint --config ct.yaml --charts charts/pico --check-version-increment=false

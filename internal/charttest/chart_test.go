@@ -643,11 +643,23 @@ func TestTemplateRejectsContradictions(t *testing.T) {
 }
 
 func TestLint(t *testing.T) {
-	for _, vals := range []string{"", fullValues} {
-		linter := lint.All(chartDir, values(t, vals), "default", false)
-		for _, m := range linter.Messages {
-			assert.Less(t, m.Severity, support.WarningSev, "helm lint: %s", m)
-		}
+	sets := map[string]string{"defaults": "", "full": fullValues}
+	ciFiles, err := filepath.Glob(filepath.Join(chartDir, "ci", "*-values.yaml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, ciFiles, "chart-testing installs the chart with each ci/*-values.yaml")
+	for _, f := range ciFiles {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		sets[filepath.Base(f)] = string(b)
+	}
+	for name, vals := range sets {
+		t.Run(name, func(t *testing.T) {
+			linter := lint.All(chartDir, values(t, vals), "default", false)
+			for _, m := range linter.Messages {
+				assert.Less(t, m.Severity, support.WarningSev, "helm lint: %s", m)
+			}
+			render(t, "pico", "default", values(t, vals))
+		})
 	}
 }
 
