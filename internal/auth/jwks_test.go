@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -45,7 +47,9 @@ func (s *jwksServer) publish(set []byte) { s.set.Store(&set) }
 func TestJWKSOverHTTPSWithRotation(t *testing.T) {
 	rsa1, rsa2 := rsaKeys()[0], rsaKeys()[1]
 	ec := ecKeys()
-	srv := newJWKSServer(t, jwksJSON(t, map[string]any{"k1": &rsa1.PublicKey, "e1": &ec["P-384"].PublicKey}))
+	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	srv := newJWKSServer(t, jwksJSON(t, map[string]any{"k1": &rsa1.PublicKey, "e1": &ec["P-384"].PublicKey, "d1": edPub}))
 	v := newVerifier(t, authConfig(func(c *config.Auth) {
 		c.JWKSURL = srv.URL + "/.well-known/jwks.json"
 		c.JWKSRefreshInterval = time.Hour // rotation below goes through the unknown-kid refresh
@@ -53,8 +57,10 @@ func TestJWKSOverHTTPSWithRotation(t *testing.T) {
 
 	k1 := sign(t, jwt.SigningMethodRS256, rsa1, tokenClaims(nil), map[string]any{"kid": "k1"})
 	k2 := sign(t, jwt.SigningMethodRS256, rsa2, tokenClaims(nil), map[string]any{"kid": "k2"})
-	_, err := v.Verify(k1)
+	_, err = v.Verify(k1)
 	require.NoError(t, err)
+	_, err = v.Verify(sign(t, jwt.SigningMethodEdDSA, edPriv, tokenClaims(nil), map[string]any{"kid": "d1"}))
+	require.NoError(t, err, "Ed25519 keys of the set verify EdDSA tokens")
 	_, err = v.Verify(sign(t, jwt.SigningMethodES384, ec["P-384"], tokenClaims(nil), map[string]any{"kid": "e1"}))
 	require.NoError(t, err, "ECDSA keys of the set verify too")
 	_, err = v.Verify(sign(t, jwt.SigningMethodRS256, rsa1, tokenClaims(nil), nil))

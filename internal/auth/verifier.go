@@ -17,6 +17,8 @@ package auth
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,8 +90,8 @@ func (c *claims) endpoints() []string {
 type Verifier struct {
 	section            string
 	hmacKey            []byte
-	rsaKey             any // *rsa.PublicKey
-	ecdsaKey           any // *ecdsa.PublicKey
+	rsaKey             *rsa.PublicKey
+	ecdsaKey           *ecdsa.PublicKey
 	keySet             jwks
 	parser             *jwt.Parser
 	algorithms         []string
