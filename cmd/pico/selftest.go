@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/pico-proxy/pico/internal/logging"
+	"github.com/pico-proxy/pico/internal/selftest"
+)
+
+const selftestUsage = `Usage: pico selftest --expect-members N --admin-url URL... --proxy-url URL --upstream-url URL [flags]
+
+Checks a running cluster from the outside (the Helm chart's "helm test" pod runs it):
+every --admin-url (one per member) must report exactly N active members, the same
+ones everywhere; then a test upstream on 127.0.0.1 registers a random endpoint
+through --upstream-url and requests sent to --proxy-url with x-pico-endpoint must
+reach it. Exits 0 when both pass, 1 with the reason when they do not within --timeout.
+
+Flags:
+`
+
+// runSelftest runs `pico selftest`.
+func runSelftest(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("selftest", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+	var cfg selftest.Config
+	fs.StringArrayVar(&cfg.AdminURLs, "admin-url", nil, "admin API URL of a member, e.g. http://pico-0.pico-headless.default.svc:8002 (repeat for every member)")
+	fs.IntVar(&cfg.ExpectMembers, "expect-members", 0, "number of active members every member must report (required)")
+	fs.StringVar(&cfg.ProxyURL, "proxy-url", "", "proxy port URL, e.g. http://pico.default.svc:8000 (required)")
+	fs.StringVar(&cfg.UpstreamURL, "upstream-url", "", "upstream port URL, e.g. http://pico.default.svc:8001 (required)")
+	fs.IntVar(&cfg.Requests, "requests", 10, "consecutive requests through the proxy that must succeed")
+	timeout := fs.Duration("timeout", 2*time.Minute, "bound on the whole check")
+	logLevel := fs.String("log.level", "warn", "level of the test agent's logs (debug, info, warn, error)")
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, selftestUsage)
+		fmt.Fprint(w, fs.FlagUsages())
+	}
+	usageError := func(msg string) int {
+		fmt.Fprintf(stderr, "pico selftest: %s\n\n", msg)
+		usage(stderr)
+		return 2
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			usage(stdout)
+			return 0
+		}
+		return usageError(err.Error())
+	}
+	if fs.NArg() > 0 {
+		return usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	for _, required := range []string{"expect-members", "admin-url", "proxy-url", "upstream-url"} {
+		if !fs.Changed(required) {
+			return usageError("--" + required + " is required")
+		}
+	}
+	if *timeout <= 0 {
+		return usageError(fmt.Sprintf("--timeout %s: it must be positive", *timeout))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageError(fmt.Sprintf("--log.level %q: want debug, info, warn or error", *logLevel))
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "pico selftest: %v\n", err)
+		return 1
+	}
+	cfg.Logger = logging.New(stderr, level, nil)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := selftest.Run(ctx, cfg, stdout); err != nil {
+		fmt.Fprintf(stderr, "pico selftest: FAIL: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "pico selftest: PASS")
+	return 0
+}
