@@ -27,6 +27,7 @@ func commands() []command {
 		{"forward", "forward a local TCP port to an endpoint through the proxy port", runForward},
 		{"status", "query a server's admin API (cluster nodes, upstream endpoints)", runStatus},
 		{"bootstrap", "init container: discover peers and write server.yaml", runBootstrap},
+		{"selftest", "check a running cluster: membership on every member and a request through the proxy", runSelftest},
 		{"version", "print the version", runVersion},
 	}
 }
