@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# End-to-end proof of the Helm chart on a real Kubernetes (k8s-local, ../shared/k8s-local):
+#
+#   1. bring up k8s-local, build bin/pico (CGO_ENABLED=0), build a one-layer image from it
+#      without a Docker daemon and import it into the node's containerd;
+#   2. `ct install` (chart-testing: install with charts/pico/ci/*-values.yaml, helm test,
+#      uninstall, in a throw-away namespace);
+#   3. the life cycle with Helm in namespace $E2E_NAMESPACE:
+#      install 3 members, all Ready, helm test; upgrade to 5: the 3 existing pods are not
+#      restarted and every member reports 5 active members; scale to 2: the departing pods
+#      exit 0 (graceful leave) and the rest report 2; a config change rolls the pods one at
+#      a time while a request loop through the client Service keeps being answered; delete a
+#      pod: it comes back with a new node ID and rejoins; uninstall leaves nothing behind.
+#
+# Timings are printed as "TIMING name seconds". Environment:
+#   K8S_LOCAL       path of the k8s-local scripts (default ../shared/k8s-local from the repo)
+#   E2E_NAMESPACE   namespace of the life-cycle test (default pico-e2e)
+#   E2E_CT_INSTALL  0 skips the ct install step (default 1)
+#   E2E_KEEP        1 leaves the release installed on exit, for debugging (default 0)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+K8S_LOCAL=${K8S_LOCAL:-$ROOT/../shared/k8s-local}
+NS=${E2E_NAMESPACE:-pico-e2e}
+RELEASE=pico
+STS=pico
+CHART=charts/pico
+ADMIN_PORT=8002
+T0=$(date +%s)
+
+log() { printf '\n=== [%4ss] %s\n' "$(($(date +%s) - T0))" "$*"; }
+fail() { printf '\nFAIL: %s\n' "$*" >&2; exit 1; }
+timing() { printf 'TIMING %s %s\n' "$1" "$2" | tee -a "$ARTIFACTS/timings.txt"; }
+now_ms() { date +%s%3N; }
+secs_since() { awk -v a="$1" -v b="$(now_ms)" 'BEGIN { printf "%.1f", (b - a) / 1000 }'; }
+
+ARTIFACTS=${E2E_ARTIFACTS:-$ROOT/e2e/.artifacts/k8s}
+mkdir -p "$ARTIFACTS"
+: >"$ARTIFACTS/timings.txt"
+BG_PIDS=()
+
+# ---------------------------------------------------------------- cluster, binary, image
+log "k8s-local up ($K8S_LOCAL)"
+[[ -x $K8S_LOCAL/up.sh ]] || fail "k8s-local not found at $K8S_LOCAL (set K8S_LOCAL)"
+"$K8S_LOCAL/up.sh"
+# shellcheck source=/dev/null
+. "$K8S_LOCAL/env.sh"
+kubectl get nodes -o wide
+
+log "build bin/pico (static)"
+mkdir -p bin
+VERSION=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/pico-proxy/pico/internal/version.Version=$VERSION" \
+  -o bin/pico ./cmd/pico
+# A tag per binary content: pods always run the binary just built, never a stale image.
+TAG=e2e-$(sha256sum bin/pico | cut -c1-12)
+IMAGE=registry.local/pico
+log "image $IMAGE:$TAG (one layer: /usr/local/bin/pico as entrypoint)"
+"$K8S_LOCAL/img.sh" "$IMAGE:$TAG" -entrypoint /usr/local/bin/pico -file bin/pico:/usr/local/bin/pico
+IMAGE_ARGS=(--set "image.repository=$IMAGE" --set-string "image.tag=$TAG" --set image.pullPolicy=Never)
+
+# ---------------------------------------------------------------- helpers
+diagnose() {
+  local ns=$1
+  echo "--- diagnostics for namespace $ns" >&2
+  kubectl -n "$ns" get pods,svc,endpointslices -o wide >&2 || true
+  kubectl -n "$ns" get events --sort-by=.lastTimestamp 2>/dev/null | tail -40 >&2 || true
+  for p in $(kubectl -n "$ns" get pods -o name 2>/dev/null); do
+    echo "--- $p" >&2
+    kubectl -n "$ns" logs "$p" --all-containers --prefix --tail=60 >&2 || true
+  done
+}
+
+cleanup() {
+  local rc=$?
+  for pid in "${BG_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [[ $rc -ne 0 ]]; then diagnose "$NS"; fi
+  if [[ ${E2E_KEEP:-0} != 1 ]]; then
+    helm uninstall "$RELEASE" -n "$NS" --wait --timeout 2m >/dev/null 2>&1 || true
+    kubectl delete namespace "$NS" --wait=true --timeout=2m >/dev/null 2>&1 || true
+  fi
+  if [[ $rc -eq 0 ]]; then echo "E2E-K8S PASS in $(($(date +%s) - T0))s"; else echo "E2E-K8S FAIL (exit $rc) after $(($(date +%s) - T0))s"; fi
+  exit $rc
+}
+trap cleanup EXIT
+
+# active_members POD: how many members POD's admin API lists as active.
+active_members() {
+  kubectl get --raw "/api/v1/namespaces/$NS/pods/$1:$ADMIN_PORT/proxy/status/cluster/nodes" 2>/dev/null |
+    grep -oE '"status": *"active"' | wc -l || true
+}
+
+# member_ids POD: the active member IDs POD's admin API lists, sorted, one a line.
+member_ids() {
+  kubectl get --raw "/api/v1/namespaces/$NS/pods/$1:$ADMIN_PORT/proxy/status/cluster/nodes" 2>/dev/null |
+    grep -oE '\{[^{}]*"status": *"active"[^{}]*\}' | grep -oE '"id": *"[^"]*"' | sed -E 's/.*"([^"]*)"$/\1/' | sort || true
+}
+
+# wait_members N TIMEOUT: every pod pico-0..N-1 lists exactly N active members, the same ones.
+wait_members() {
+  local n=$1 deadline=$(($(date +%s) + $2)) i ok first ids
+  while :; do
+    ok=1 first=
+    for ((i = 0; i < n; i++)); do
+      ids=$(member_ids "$STS-$i")
+      if [[ $(grep -c . <<<"$ids") != "$n" ]]; then ok=0; break; fi
+      if [[ -z $first ]]; then first=$ids; elif [[ $ids != "$first" ]]; then ok=0; break; fi
+    done
+    [[ $ok == 1 ]] && return 0
+    if (($(date +%s) > deadline)); then
+      for ((i = 0; i < n; i++)); do echo "$STS-$i sees: $(member_ids "$STS-$i" | tr '\n' ' ')" >&2; done
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+# wait_ready N TIMEOUT: exactly N server pods exist and all are Ready.
+wait_ready() {
+  local n=$1 deadline=$(($(date +%s) + $2)) total ready
+  while :; do
+    total=$(kubectl -n "$NS" get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=server" --no-headers 2>/dev/null | wc -l)
+    ready=$(kubectl -n "$NS" get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=server" \
+      -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null | grep -c True || true)
+    [[ $total == "$n" && $ready == "$n" ]] && return 0
+    (($(date +%s) > deadline)) && { kubectl -n "$NS" get pods -o wide >&2; return 1; }
+    sleep 0.5
+  done
+}
+
+# pod_fingerprint POD: uid, restart count and start time of its server container.
+pod_fingerprint() {
+  kubectl -n "$NS" get pod "$1" -o jsonpath='{.metadata.uid} {.status.containerStatuses[?(@.name=="server")].restartCount} {.status.containerStatuses[?(@.name=="server")].state.running.startedAt}'
+}
+
+node_id_of() { # POD: its own active node ID (the prefix is the pod name)
+  member_ids "$1" | grep -E "^$1-" | head -1
+}
+
+helm_test() {
+  local start; start=$(now_ms)
+  if ! helm test "$RELEASE" -n "$NS" --timeout 4m; then
+    kubectl -n "$NS" logs "$STS-test" >&2 || true
+    fail "helm test failed"
+  fi
+  timing "helm-test-$1" "$(secs_since "$start")"
+}
+
+# ---------------------------------------------------------------- ct install
+if [[ ${E2E_CT_INSTALL:-1} == 1 ]]; then
+  log "ct install (charts/pico with ci/*-values.yaml: install, helm test, uninstall)"
+  . e2e/k8s/tools.sh
+  export PATH=$K8S_LOCAL_DIR/bin:$PATH # k8s-local's kubectl; ct and helm from tools.sh follow
+  export PATH=$PICO_TOOLS_BIN:$PATH
+  start=$(now_ms)
+  ct install --config ct.yaml --charts "$CHART" \
+    --helm-extra-set-args "--set=image.repository=$IMAGE --set-string=image.tag=$TAG --set=image.pullPolicy=Never"
+  timing ct-install "$(secs_since "$start")"
+fi
+
+# ---------------------------------------------------------------- install 3
+log "helm install $RELEASE (3 members) in namespace $NS"
+kubectl delete namespace "$NS" --wait=true --ignore-not-found >/dev/null
+kubectl create namespace "$NS" >/dev/null
+kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
+# The API server validates every built-in object the chart can render (optional ones
+# switched on), rejecting unknown fields.
+helm template "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" \
+  --set adminService.enabled=true --set networkPolicy.enabled=true --set service.type=NodePort \
+  --set ingress.proxy.enabled=true --set 'ingress.proxy.hosts[0]=*.pico.example' \
+  --set ingress.upstream.enabled=true --set 'ingress.upstream.hosts[0]=upstream.pico.example' \
+  --set auth.existingSecret=pico-auth --set tls.existingSecret=pico-tls |
+  kubectl apply -n "$NS" --dry-run=server --validate=strict -f - >/dev/null
+echo "server-side dry run (strict) accepted every object"
+start=$(now_ms)
+helm install "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --wait --timeout 5m
+wait_ready 3 60 || fail "3 pods not Ready"
+timing install-to-all-ready "$(secs_since "$start")"
+wait_members 3 120 || fail "the 3 members did not form one cluster"
+timing install-to-all-members "$(secs_since "$start")"
+kubectl -n "$NS" get pods -o wide
+for i in 0 1 2; do echo "$STS-$i: node $(node_id_of "$STS-$i"), bootstrap: $(kubectl -n "$NS" logs "$STS-$i" -c bootstrap 2>/dev/null | tail -1)"; done
+helm_test 3-members
+
+# ---------------------------------------------------------------- scale up to 5
+log "helm upgrade --set replicaCount=5: existing pods keep running"
+declare -A before
+for i in 0 1 2; do before[$i]=$(pod_fingerprint "$STS-$i"); done
+start=$(now_ms)
+helm upgrade "$RELEASE" "$CHART" -n "$NS" --reuse-values --set replicaCount=5 --wait --timeout 5m
+wait_ready 5 120 || fail "5 pods not Ready"
+timing scale-up-to-all-ready "$(secs_since "$start")"
+wait_members 5 120 || fail "the 5 members did not form one cluster"
+timing scale-up-to-all-members "$(secs_since "$start")"
+for i in 0 1 2; do
+  after=$(pod_fingerprint "$STS-$i")
+  [[ $after == "${before[$i]}" ]] || fail "$STS-$i was restarted by scaling: before '${before[$i]}' after '$after'"
+  echo "$STS-$i unchanged: $after"
+done
+helm_test 5-members
+
+# ---------------------------------------------------------------- scale down to 2
+log "helm upgrade --set replicaCount=2: departing pods leave gracefully"
+watch_file=$ARTIFACTS/scale-down-watch.txt
+kubectl -n "$NS" get pods -l "app.kubernetes.io/component=server" -w \
+  -o jsonpath='{.metadata.name} {.status.containerStatuses[?(@.name=="server")].state.terminated.exitCode} {.status.containerStatuses[?(@.name=="server")].state.terminated.reason}{"\n"}' \
+  >"$watch_file" 2>/dev/null &
+BG_PIDS+=($!)
+sleep 1
+start=$(now_ms)
+helm upgrade "$RELEASE" "$CHART" -n "$NS" --reuse-values --set replicaCount=2 --wait --timeout 5m
+for p in "$STS-2" "$STS-3" "$STS-4"; do
+  kubectl -n "$NS" wait --for=delete "pod/$p" --timeout=120s >/dev/null 2>&1 || true
+done
+timing scale-down-pods-gone "$(secs_since "$start")"
+wait_members 2 60 || fail "the 2 remaining members still list departed members as active"
+timing scale-down-to-2-members "$(secs_since "$start")"
+kill "${BG_PIDS[-1]}" 2>/dev/null || true
+for p in "$STS-2" "$STS-3" "$STS-4"; do
+  code=$(awk -v p="$p" '$1 == p && $2 != "" { c = $2 } END { print c }' "$watch_file")
+  [[ $code == 0 ]] || fail "$p did not exit cleanly on SIGTERM (server exit code '${code:-unknown}'; see $watch_file)"
+  echo "$p: server exited 0 after SIGTERM"
+done
+echo "remaining members' view:"
+kubectl get --raw "/api/v1/namespaces/$NS/pods/$STS-0:$ADMIN_PORT/proxy/status/cluster/nodes"
+echo
+helm_test 2-members
+
+# ---------------------------------------------------------------- config change, serving throughout
+log "config change rolls the members one at a time while requests keep flowing"
+helm upgrade "$RELEASE" "$CHART" -n "$NS" --reuse-values --set replicaCount=3 --wait --timeout 5m
+wait_members 3 120 || fail "3 members after scaling back up"
+# Two agent pods (busybox httpd as the local service + pico agent) register endpoint
+# e2e-loop through the client Service; a client pod sends one request every 0.2 s through
+# the client Service's proxy port. Both run as restricted pods.
+cat <<EOF | kubectl -n "$NS" apply -f - >/dev/null
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: e2e-agent}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: e2e-agent}}
+  template:
+    metadata: {labels: {app: e2e-agent}}
+    spec:
+      automountServiceAccountToken: false
+      securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+      containers:
+        - name: web
+          image: registry.local/busybox:1.35
+          imagePullPolicy: Never
+          command: [sh, -c, 'echo e2e-loop-ok > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www']
+          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+          volumeMounts: [{name: www, mountPath: /www}]
+        - name: agent
+          image: $IMAGE:$TAG
+          imagePullPolicy: Never
+          args: [agent, http, e2e-loop, "127.0.0.1:8080", --connect.url, "http://$RELEASE.$NS.svc:8001"]
+          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+      volumes: [{name: www, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: e2e-client}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+  containers:
+    - name: loop
+      image: registry.local/busybox:1.35
+      imagePullPolicy: Never
+      securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+      # Bounded: at most 6000 requests (about 20 minutes), then it exits on its own.
+      command:
+        - sh
+        - -c
+        - |
+          i=0
+          while [ \$i -lt 6000 ]; do
+            if out=\$(wget -q -T 5 -O - --header 'x-pico-endpoint: e2e-loop' http://$RELEASE.$NS.svc:8000/ 2>&1) && [ "\$out" = e2e-loop-ok ]; then
+              echo "\$(date +%s) ok"
+            else
+              echo "\$(date +%s) fail \$out"
+            fi
+            i=\$((i+1))
+            sleep 0.2
+          done
+EOF
+kubectl -n "$NS" rollout status deployment/e2e-agent --timeout=120s
+kubectl -n "$NS" wait --for=condition=Ready pod/e2e-client --timeout=120s >/dev/null
+# Wait until the loop is answered before the roll starts.
+deadline=$(($(date +%s) + 60))
+until kubectl -n "$NS" logs e2e-client 2>/dev/null | tail -3 | grep -q ' ok$'; do
+  (($(date +%s) > deadline)) && fail "the request loop never got an answer before the roll"
+  sleep 1
+done
+lines_before=$(kubectl -n "$NS" logs e2e-client | wc -l)
+declare -A uid_before
+for i in 0 1 2; do uid_before[$i]=$(kubectl -n "$NS" get pod "$STS-$i" -o jsonpath='{.metadata.uid}'); done
+old_rev=$(kubectl -n "$NS" get statefulset "$STS" -o jsonpath='{.status.updateRevision}')
+start=$(now_ms)
+helm upgrade "$RELEASE" "$CHART" -n "$NS" --reuse-values --set config.proxy.gateway_timeout=20s --timeout 10m
+# Sample readiness while the StatefulSet controller rolls: never more than one member down.
+min_ready=3
+while :; do
+  ready=$(kubectl -n "$NS" get pods -l "app.kubernetes.io/component=server" \
+    -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true)
+  ((ready < min_ready)) && min_ready=$ready
+  st=$(kubectl -n "$NS" get statefulset "$STS" -o jsonpath='{.status.updatedReplicas} {.status.readyReplicas} {.status.updateRevision} {.status.currentRevision}')
+  read -r updated readyr urev crev <<<"$st"
+  if [[ $urev != "$old_rev" && $urev == "$crev" && $updated == 3 && $readyr == 3 ]]; then break; fi
+  (($(secs_since "$start" | cut -d. -f1) > 600)) && fail "the roll did not finish in 10 minutes"
+  sleep 0.5
+done
+timing config-roll "$(secs_since "$start")"
+wait_members 3 120 || fail "3 members after the roll"
+sleep 3 # a few more loop iterations after the roll
+for i in 0 1 2; do
+  [[ $(kubectl -n "$NS" get pod "$STS-$i" -o jsonpath='{.metadata.uid}') != "${uid_before[$i]}" ]] || fail "$STS-$i was not replaced by the roll"
+done
+echo "minimum Ready members during the roll: $min_ready of 3"
+((min_ready >= 2)) || fail "the roll took more than one member down at once"
+kubectl -n "$NS" logs e2e-client >"$ARTIFACTS/request-loop.txt"
+during=$(tail -n +"$((lines_before + 1))" "$ARTIFACTS/request-loop.txt")
+total=$(grep -c . <<<"$during" || true)
+failed=$(grep -c ' fail' <<<"$during" || true)
+echo "requests during the roll: $total, failed: $failed"
+[[ $total -gt 0 ]] || fail "no requests were sent during the roll"
+if [[ $failed -gt 0 ]]; then
+  grep ' fail' <<<"$during" | head -20
+  fail "$failed of $total requests through the client Service failed during the roll"
+fi
+kubectl -n "$NS" delete deployment/e2e-agent pod/e2e-client --wait=true >/dev/null
+
+# ---------------------------------------------------------------- delete a pod
+log "kubectl delete pod $STS-1: it comes back with a new node ID and rejoins"
+old_id=$(node_id_of "$STS-1")
+[[ -n $old_id ]] || fail "no node ID for $STS-1"
+start=$(now_ms)
+kubectl -n "$NS" delete pod "$STS-1" --wait=true
+wait_ready 3 180 || fail "$STS-1 did not come back"
+wait_members 3 120 || fail "$STS-1 did not rejoin"
+timing delete-pod-to-rejoined "$(secs_since "$start")"
+new_id=$(node_id_of "$STS-1")
+echo "$STS-1 node ID: $old_id -> $new_id"
+[[ -n $new_id && $new_id != "$old_id" ]] || fail "$STS-1 came back with node ID '$new_id' (was '$old_id')"
+for i in 0 2; do
+  member_ids "$STS-$i" | grep -qx "$new_id" || fail "$STS-$i does not list the new $STS-1 ($new_id)"
+  ! member_ids "$STS-$i" | grep -qx "$old_id" || fail "$STS-$i still lists the old $STS-1 ($old_id) as active"
+done
+helm_test after-pod-delete
+
+# ---------------------------------------------------------------- uninstall
+log "helm uninstall leaves nothing behind"
+helm uninstall "$RELEASE" -n "$NS" --wait --timeout 3m
+kubectl -n "$NS" wait --for=delete pod -l "app.kubernetes.io/instance=$RELEASE" --timeout=120s >/dev/null 2>&1 || true
+left=$(kubectl -n "$NS" get all,configmaps,secrets,serviceaccounts,poddisruptionbudgets,networkpolicies,ingresses,endpointslices,persistentvolumeclaims \
+  -o name 2>/dev/null | grep -vE '^(configmap/kube-root-ca.crt|serviceaccount/default)$' || true)
+[[ -z $left ]] || fail "left behind after uninstall: $(tr '\n' ' ' <<<"$left")"
+echo "namespace $NS holds nothing of the release"
+kubectl delete namespace "$NS" --wait=true >/dev/null
+
+log "timings"
+cat "$ARTIFACTS/timings.txt"
