@@ -1,0 +1,253 @@
+package cluster
+
+import (
+	"maps"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// membership is what memberlist says about a peer.
+type membership int
+
+const (
+	memberUnknown membership = iota // heard of through state, not (yet) through memberlist
+	memberAlive
+	memberDead
+	memberLeft
+)
+
+// peer is another node as this node knows it.
+type peer struct {
+	id          string
+	member      membership
+	since       time.Time       // when member last changed (creation for unknown)
+	node        memberlist.Node // address to send messages to (valid once a member)
+	meta        nodeMeta
+	metaOK      bool // meta parsed: addresses and secret are known
+	version     uint64
+	leaving     bool
+	endpoints   map[string]int // never mutated: replaced on change
+	upstreams   int
+	behindSince time.Time // when meta first announced a version newer than ours
+	pullStarted time.Time // when the last pull request went out; zero when none is pending
+}
+
+// routable reports whether new requests may be forwarded to p.
+func (p *peer) routable() bool {
+	return p.member == memberAlive && p.metaOK && !p.leaving && p.meta.ProxyAddr != ""
+}
+
+func (p *peer) status() string {
+	switch p.member {
+	case memberDead:
+		return StatusDead
+	case memberLeft:
+		return StatusLeft
+	}
+	if p.leaving {
+		return StatusLeaving
+	}
+	return StatusActive
+}
+
+func (p *peer) gossipAddr() netip.AddrPort {
+	ip, _ := netip.AddrFromSlice(p.node.Addr)
+	return netip.AddrPortFrom(ip.Unmap(), p.node.Port)
+}
+
+// peerLocked returns the peer with id, creating an unknown one. c.mu is
+// held for writing.
+func (c *Cluster) peerLocked(id string) *peer {
+	p, ok := c.peers[id]
+	if !ok {
+		p = &peer{id: id, since: time.Now(), endpoints: map[string]int{}}
+		c.peers[id] = p
+	}
+	return p
+}
+
+// notifyLocked wakes everyone waiting on Changed. c.mu is held for
+// writing.
+func (c *Cluster) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// Changed returns a channel that is closed at the next change of the
+// routing table or the membership. To wait for an endpoint to become
+// routable without missing a change, take the channel before checking:
+//
+//	for {
+//		changed := c.Changed()
+//		if n, ok := c.PickRemote(ep); ok { … }
+//		select { case <-changed: case <-ctx.Done(): … }
+//	}
+func (c *Cluster) Changed() <-chan struct{} {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.changed
+}
+
+// PickRemote returns another node that holds upstreams for endpoint,
+// chosen at random with probability proportional to its upstream count.
+// Nodes that are leaving, failed or listed in exclude are skipped. It
+// returns false when no such node is known.
+func (c *Cluster) PickRemote(endpoint string, exclude ...string) (Node, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var (
+		candidates [8]*peer
+		picked     = candidates[:0]
+		total      int
+	)
+	for _, p := range c.peers {
+		n := p.endpoints[endpoint]
+		if n <= 0 || !p.routable() || slices.Contains(exclude, p.id) {
+			continue
+		}
+		picked = append(picked, p)
+		total += n
+	}
+	if total == 0 {
+		return Node{}, false
+	}
+	r := rand.IntN(total)
+	for _, p := range picked {
+		r -= p.endpoints[endpoint]
+		if r < 0 {
+			return Node{ID: p.id, ProxyAddr: p.meta.ProxyAddr}, true
+		}
+	}
+	return Node{}, false // unreachable: r < total
+}
+
+// Nodes lists every member, this node included, sorted by ID. Nodes that
+// failed or left stay listed (with status dead or left) for a short while.
+func (c *Cluster) Nodes() []NodeSummary {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := []NodeSummary{c.localSummaryLocked()}
+	for _, p := range c.peers {
+		if p.member == memberUnknown {
+			continue
+		}
+		out = append(out, NodeSummary{
+			ID:           p.id,
+			Status:       p.status(),
+			ProxyAddr:    p.meta.ProxyAddr,
+			AdminAddr:    p.meta.AdminAddr,
+			UpstreamAddr: p.meta.UpstreamAddr,
+			GossipAddr:   p.gossipAddr().String(),
+			Upstreams:    p.upstreams,
+			Endpoints:    len(p.endpoints),
+		})
+	}
+	slices.SortFunc(out, func(a, b NodeSummary) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func (c *Cluster) localSummaryLocked() NodeSummary {
+	return NodeSummary{
+		ID:           c.id,
+		Status:       c.local.status,
+		ProxyAddr:    c.cfg.ProxyAddr,
+		AdminAddr:    c.cfg.AdminAddr,
+		UpstreamAddr: c.cfg.UpstreamAddr,
+		GossipAddr:   c.gossipAddr.String(),
+		Upstreams:    c.local.upstreams,
+		Endpoints:    len(c.local.desired),
+	}
+}
+
+// Node returns the details of the member with id (this node included).
+func (c *Cluster) Node(id string) (NodeDetail, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if id == c.id {
+		s := c.localSummaryLocked()
+		return detail(s, c.local.desired), true
+	}
+	p, ok := c.peers[id]
+	if !ok || p.member == memberUnknown {
+		return NodeDetail{}, false
+	}
+	return detail(NodeSummary{
+		ID:           p.id,
+		Status:       p.status(),
+		ProxyAddr:    p.meta.ProxyAddr,
+		AdminAddr:    p.meta.AdminAddr,
+		UpstreamAddr: p.meta.UpstreamAddr,
+		GossipAddr:   p.gossipAddr().String(),
+		Upstreams:    p.upstreams,
+	}, p.endpoints), true
+}
+
+func detail(s NodeSummary, endpoints map[string]int) NodeDetail {
+	return NodeDetail{
+		ID:           s.ID,
+		Status:       s.Status,
+		ProxyAddr:    s.ProxyAddr,
+		AdminAddr:    s.AdminAddr,
+		UpstreamAddr: s.UpstreamAddr,
+		GossipAddr:   s.GossipAddr,
+		Upstreams:    s.Upstreams,
+		Endpoints:    maps.Clone(endpoints),
+	}
+}
+
+// UpdateLocalEndpoints replaces the set of endpoints this node holds
+// upstreams for (endpoint → number of upstream connections; entries ≤ 0
+// are dropped) and spreads it to the other members: a delta straight to
+// every member and through gossip, or, when the change is too large for
+// one packet, an announcement after which members fetch the full state
+// over TCP. Calls that come faster than the publishing are coalesced.
+func (c *Cluster) UpdateLocalEndpoints(counts map[string]int) {
+	desired := make(map[string]int, len(counts))
+	total := 0
+	for ep, n := range counts {
+		if n > 0 && ep != "" && len(ep) <= maxEndpointLength {
+			desired[ep] = n
+			total += n
+		}
+	}
+	c.mu.Lock()
+	c.local.desired = desired
+	c.local.upstreams = total
+	c.notifyLocked()
+	c.mu.Unlock()
+	signal(c.publishCh)
+}
+
+// memberAddrs returns the gossip addresses of the live members.
+func (c *Cluster) memberAddrs() map[netip.AddrPort]bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[netip.AddrPort]bool, len(c.peers))
+	for _, p := range c.peers {
+		if p.member == memberAlive {
+			out[p.gossipAddr()] = true
+		}
+	}
+	return out
+}
+
+// sumCounts returns the total of a count map.
+func sumCounts(m map[string]int) int {
+	total := 0
+	for _, n := range m {
+		total += n
+	}
+	return total
+}
