@@ -303,6 +303,10 @@ func (c *Cluster) SetLeaving() {
 	c.log.Info("node is leaving: peers stop routing to it")
 }
 
+// MarkLeaving is SetLeaving under the name internal/server's Membership
+// interface uses.
+func (c *Cluster) MarkLeaving() { c.SetLeaving() }
+
 // Leave announces that the node leaves the cluster so that the other
 // members drop it at once instead of after failure detection. It waits up
 // to timeout for the announcement to go out. The node keeps answering
