@@ -141,7 +141,7 @@ func describeYAMLError(err error, root *yaml.Node) error {
 	for _, e := range te.Errors {
 		if m := unknownRE.FindStringSubmatch(e); m != nil {
 			line, _ := strconv.Atoi(m[1])
-			key := keyAtLine(root, line)
+			key := keyAtLine(root, line, m[2])
 			if key == "" {
 				key = m[2]
 			}
@@ -152,7 +152,7 @@ func describeYAMLError(err error, root *yaml.Node) error {
 			line, _ := strconv.Atoi(m[1])
 			rest := strings.TrimPrefix(e, m[0])
 			rest = strings.Replace(rest, "into time.Duration", "into a duration (use a value such as \"15s\" or \"1m\")", 1)
-			if key := keyAtLine(root, line); key != "" {
+			if key := keyAtLine(root, line, ""); key != "" {
 				msgs = append(msgs, fmt.Sprintf("line %d: key %q: %s", line, key, rest))
 				continue
 			}
@@ -162,8 +162,10 @@ func describeYAMLError(err error, root *yaml.Node) error {
 	return errors.New(strings.Join(msgs, "; "))
 }
 
-// keyAtLine returns the dotted path of the mapping key or value on line.
-func keyAtLine(n *yaml.Node, line int) string {
+// keyAtLine returns the dotted path of the mapping key or value on line;
+// a non-empty name selects the key of that name (a flow mapping such as
+// "{id: a, adr: b}" has several keys on one line).
+func keyAtLine(n *yaml.Node, line int, name string) string {
 	var walk func(n *yaml.Node, prefix string) string
 	walk = func(n *yaml.Node, prefix string) string {
 		switch n.Kind {
@@ -183,7 +185,7 @@ func keyAtLine(n *yaml.Node, line int) string {
 				if found := walk(v, path); found != "" {
 					return found
 				}
-				if k.Line == line || v.Line == line {
+				if (k.Line == line || v.Line == line) && (name == "" || k.Value == name) {
 					return path
 				}
 			}
