@@ -1,0 +1,327 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/logging"
+	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	waitFor = 10 * time.Second
+	tick    = 5 * time.Millisecond
+)
+
+// upstreamServer is a minimal Pico upstream port built on the real
+// protocol: WebSocket upgrade, then a yamux server session per agent
+// connection. Tests open streams on the sessions as the proxy would.
+type upstreamServer struct {
+	t      *testing.T
+	srv    *httptest.Server
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	refuse   map[string][]int // endpoint -> statuses to answer with, in turn, before accepting
+	attempts map[string]int
+	auth     map[string]string // endpoint -> last Authorization header
+	sessions map[string][]*yamux.Session
+}
+
+func newUpstreamServer(t *testing.T) *upstreamServer {
+	s := &upstreamServer{
+		t:        t,
+		logger:   slog.New(slog.DiscardHandler),
+		refuse:   map[string][]int{},
+		attempts: map[string]int{},
+		auth:     map[string]string{},
+		sessions: map[string][]*yamux.Session{},
+	}
+	s.srv = httptest.NewServer(s)
+	t.Cleanup(s.stop)
+	return s
+}
+
+// restartAt starts a new listener on addr (after stop).
+func (s *upstreamServer) restartAt(addr string) {
+	l, err := net.Listen("tcp", addr)
+	require.NoError(s.t, err)
+	s.srv = httptest.NewUnstartedServer(s)
+	s.srv.Listener.Close()
+	s.srv.Listener = l
+	s.srv.Start()
+}
+
+// stop closes the listener and every agent connection.
+func (s *upstreamServer) stop() {
+	s.srv.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, list := range s.sessions {
+		for _, sess := range list {
+			sess.Close()
+		}
+	}
+}
+
+func (s *upstreamServer) url() string { return s.srv.URL }
+
+func (s *upstreamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, ok := protocol.EndpointFromPath(r.URL.Path, protocol.UpstreamPathPrefix)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	s.mu.Lock()
+	s.attempts[id]++
+	s.auth[id] = r.Header.Get("Authorization")
+	var status int
+	if queue := s.refuse[id]; len(queue) > 0 {
+		status = queue[0]
+		if len(queue) > 1 {
+			s.refuse[id] = queue[1:]
+		} else if status < 400 || status >= 500 {
+			delete(s.refuse, id)
+		}
+	}
+	s.mu.Unlock()
+	if status != 0 {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(map[string]string{"error": "test refusal of " + id})
+		return
+	}
+	conn, err := protocol.AcceptWebSocket(w, r)
+	if err != nil {
+		return
+	}
+	sess, err := yamux.Server(conn, protocol.YamuxConfig(s.logger))
+	if err != nil {
+		conn.Close()
+		return
+	}
+	s.mu.Lock()
+	s.sessions[id] = append(s.sessions[id], sess)
+	s.mu.Unlock()
+}
+
+// refuseWith makes the next registrations of id fail with statuses in
+// turn; a 4xx last status keeps refusing.
+func (s *upstreamServer) refuseWith(id string, statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuse[id] = statuses
+}
+
+func (s *upstreamServer) attemptsFor(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts[id]
+}
+
+func (s *upstreamServer) authFor(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.auth[id]
+}
+
+// session waits for the n-th (1-based) connection of endpoint id.
+func (s *upstreamServer) session(id string, n int) *yamux.Session {
+	s.t.Helper()
+	var sess *yamux.Session
+	require.Eventually(s.t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.sessions[id]) >= n {
+			sess = s.sessions[id][n-1]
+			return true
+		}
+		return false
+	}, waitFor, tick, "connection %d of endpoint %q never arrived", n, id)
+	return sess
+}
+
+// client returns an HTTP client whose requests travel through sess the
+// way Pico's proxy sends them: one request per stream.
+func client(sess *yamux.Session) *http.Client {
+	return &http.Client{Transport: streamTransport{sess}}
+}
+
+// streamTransport writes each request on a new yamux stream, reads the
+// response, and closes the stream when the body is closed.
+type streamTransport struct{ sess *yamux.Session }
+
+func (t streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	stream, err := t.sess.OpenStream()
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := req.Write(stream); err != nil {
+			stream.Close()
+		}
+	}()
+	br := bufio.NewReader(stream)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		stream.Close()
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body = upgraded{Reader: br, Writer: stream, Closer: stream}
+		return resp, nil
+	}
+	resp.Body = streamBody{ReadCloser: resp.Body, stream: stream}
+	return resp, nil
+}
+
+type upgraded struct {
+	io.Reader
+	io.Writer
+	io.Closer
+}
+
+type streamBody struct {
+	io.ReadCloser
+	stream *yamux.Stream
+}
+
+func (b streamBody) Close() error {
+	b.ReadCloser.Close()
+	return b.stream.Close()
+}
+
+// logRecorder collects JSON log lines.
+type logRecorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *logRecorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// count returns how many lines contain every one of subs.
+func (r *logRecorder) count(subs ...string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+next:
+	for _, l := range r.lines {
+		for _, s := range subs {
+			if !strings.Contains(l, s) {
+				continue next
+			}
+		}
+		n++
+	}
+	return n
+}
+
+// agentConfig returns a valid configuration pointing at url.
+func agentConfig(url string, endpoints ...Endpoint) Config {
+	cfg := config.DefaultAgent()
+	cfg.Connect.URL = url
+	cfg.GracePeriod = 5 * time.Second
+	cfg.Endpoints = endpoints
+	return *cfg
+}
+
+// runningAgent is an agent running in the background of a test.
+type runningAgent struct {
+	*Agent
+	logs   *logRecorder
+	cancel context.CancelFunc
+	result chan error
+}
+
+// startAgent runs an agent until the test ends.
+func startAgent(t *testing.T, cfg Config, options ...func(*Agent)) *runningAgent {
+	t.Helper()
+	logs := &logRecorder{}
+	a, err := New(cfg, logging.New(logs, slog.LevelDebug, nil))
+	require.NoError(t, err)
+	for _, o := range options {
+		o(a)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningAgent{Agent: a, logs: logs, cancel: cancel, result: make(chan error, 1)}
+	go func() { r.result <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.result:
+		case <-time.After(waitFor):
+			t.Error("agent did not stop")
+		}
+	})
+	return r
+}
+
+// stop cancels the agent and returns Run's result.
+func (r *runningAgent) stop(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	return r.wait(t)
+}
+
+// wait returns Run's result.
+func (r *runningAgent) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-r.result:
+		r.result <- err // keep it for the cleanup
+		return err
+	case <-time.After(waitFor):
+		t.Fatal("agent did not stop")
+		return nil
+	}
+}
+
+func waitRegistered(t *testing.T, a *runningAgent) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	require.NoError(t, a.WaitRegistered(ctx))
+}
+
+// listenTCP starts a TCP server on loopback running handle per connection.
+func listenTCP(t *testing.T, handle func(net.Conn)) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				handle(c)
+			})
+		}
+	}()
+	return l
+}
