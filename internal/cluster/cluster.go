@@ -152,7 +152,7 @@ type localState struct {
 	upstreams int            // sum of desired
 	// The last published state and its version.
 	version          uint64
-	published        map[string]int
+	published        map[string]int // a former desired: never mutated, read without c.mu
 	publishedLeaving bool
 }
 

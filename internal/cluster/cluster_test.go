@@ -379,3 +379,27 @@ func TestRunReturnsWhenContextEnds(t *testing.T) {
 		<-done
 	}
 }
+
+func TestNodesReportedUnreachableAreAvoidedWhileOthersHoldTheEndpoint(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a, b, client := nodes[0], nodes[1], nodes[2]
+	a.UpdateLocalEndpoints(map[string]int{"shared": 5, "only-a": 1})
+	b.UpdateLocalEndpoints(map[string]int{"shared": 1})
+	require.Eventually(t, func() bool {
+		return routesTo(client, "only-a", a.LocalID()) && status(client, b.LocalID()) == StatusActive && func() bool {
+			d, _ := client.Node(b.LocalID())
+			return d.Upstreams == 1
+		}()
+	}, eventually, tick)
+
+	client.ReportUnreachable(a.LocalID())
+	for range 200 {
+		n, ok := client.PickRemote("shared")
+		require.True(t, ok)
+		require.Equal(t, b.LocalID(), n.ID, "another holder is preferred")
+	}
+	// The only holder is still returned: the proxy fails fast on it
+	// rather than finding nothing.
+	require.True(t, routesTo(client, "only-a", a.LocalID()))
+	client.ReportUnreachable("no-such-node") // ignored
+}

@@ -38,7 +38,10 @@
 //
 // PickRemote spreads requests over the nodes holding an endpoint in
 // proportion to their upstream counts and skips nodes that are leaving,
-// failed or left. Changed lets a proxy wait for an endpoint to appear.
+// failed or left; a proxy that cannot connect to a node reports it
+// (ReportUnreachable) and the node is avoided for a few seconds while
+// other nodes hold the endpoint. Changed lets a proxy wait for an
+// endpoint to appear.
 //
 // # Failure detection
 //

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"maps"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -76,7 +75,7 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 }
 
 func (d *delegate) LocalState(bool) []byte {
-	return encodeStates(d.c.snapshot())
+	return d.c.encodeSnapshot()
 }
 
 func (d *delegate) MergeRemoteState(b []byte, _ bool) {
@@ -131,6 +130,7 @@ func (c *Cluster) memberAlive(n *memberlist.Node) {
 	if joined {
 		p.member = memberAlive
 		p.since = time.Now()
+		p.unreachableUntil = time.Time{}
 		c.members.Add(1)
 	}
 	p.node = *n
@@ -205,15 +205,15 @@ func (c *Cluster) applyDelta(d deltaMsg) {
 		return
 	}
 	if p.version == d.From {
-		endpoints := maps.Clone(p.endpoints)
+		// In place: every reader of peer maps holds c.mu.
 		for ep, n := range d.Changes {
 			if n == 0 {
-				delete(endpoints, ep)
+				delete(p.endpoints, ep)
 			} else {
-				endpoints[ep] = n
+				p.endpoints[ep] = n
 			}
 		}
-		c.setStateLocked(p, d.To, d.Leaving, endpoints)
+		c.setStateLocked(p, d.To, d.Leaving, p.endpoints)
 		c.mu.Unlock()
 		return
 	}
@@ -318,9 +318,9 @@ func (c *Cluster) localStateLocked() nodeState {
 	return nodeState{Node: c.id, Version: c.local.version, Leaving: c.local.publishedLeaving, Endpoints: c.local.published}
 }
 
-// snapshot returns the published local state and the states of the live
-// members, within maxLocalStateBytes.
-func (c *Cluster) snapshot() []nodeState {
+// encodeSnapshot encodes the published local state and the states of the
+// live members, within maxLocalStateBytes.
+func (c *Cluster) encodeSnapshot() []byte {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	states := []nodeState{c.localStateLocked()}
@@ -338,7 +338,7 @@ func (c *Cluster) snapshot() []nodeState {
 		}
 		states = append(states, nodeState{Node: p.id, Version: p.version, Leaving: p.leaving, Endpoints: p.endpoints})
 	}
-	return states
+	return encodeStates(states)
 }
 
 func (c *Cluster) publishLoop() {

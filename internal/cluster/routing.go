@@ -30,10 +30,13 @@ type peer struct {
 	metaOK      bool // meta parsed: addresses and secret are known
 	version     uint64
 	leaving     bool
-	endpoints   map[string]int // never mutated: replaced on change
+	endpoints   map[string]int // read and written under c.mu only
 	upstreams   int
 	behindSince time.Time // when meta first announced a version newer than ours
 	pullStarted time.Time // when the last pull request went out; zero when none is pending
+	// unreachableUntil: a proxy failed to connect to the node; PickRemote
+	// avoids it until then if it can.
+	unreachableUntil time.Time
 }
 
 // routable reports whether new requests may be forwarded to p.
@@ -94,35 +97,62 @@ func (c *Cluster) Changed() <-chan struct{} {
 
 // PickRemote returns another node that holds upstreams for endpoint,
 // chosen at random with probability proportional to its upstream count.
-// Nodes that are leaving, failed or listed in exclude are skipped. It
-// returns false when no such node is known.
+// Nodes that are leaving, failed or listed in exclude are skipped; nodes
+// recently reported unreachable are picked only when no other node holds
+// the endpoint. It returns false when no such node is known.
 func (c *Cluster) PickRemote(endpoint string, exclude ...string) (Node, bool) {
+	now := time.Now()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	var (
-		candidates [8]*peer
-		picked     = candidates[:0]
-		total      int
+		buf                [8]*peer
+		preferred, suspect = buf[:0:4], buf[4:4:8]
+		preferredTotal     int
+		suspectTotal       int
 	)
 	for _, p := range c.peers {
 		n := p.endpoints[endpoint]
 		if n <= 0 || !p.routable() || slices.Contains(exclude, p.id) {
 			continue
 		}
-		picked = append(picked, p)
-		total += n
+		if now.Before(p.unreachableUntil) {
+			suspect = append(suspect, p)
+			suspectTotal += n
+		} else {
+			preferred = append(preferred, p)
+			preferredTotal += n
+		}
 	}
-	if total == 0 {
+	if preferredTotal == 0 {
+		preferred, preferredTotal = suspect, suspectTotal
+	}
+	if preferredTotal == 0 {
 		return Node{}, false
 	}
-	r := rand.IntN(total)
-	for _, p := range picked {
+	r := rand.IntN(preferredTotal)
+	for _, p := range preferred {
 		r -= p.endpoints[endpoint]
 		if r < 0 {
 			return Node{ID: p.id, ProxyAddr: p.meta.ProxyAddr}, true
 		}
 	}
-	return Node{}, false // unreachable: r < total
+	return Node{}, false // unreachable: r < preferredTotal
+}
+
+// unreachableFor is how long a node reported unreachable is avoided: the
+// time failure detection needs to confirm or clear it.
+const unreachableFor = 5 * time.Second
+
+// ReportUnreachable tells the routing table that connecting to the node
+// with id just failed (connection refused or timed out). For a few seconds
+// PickRemote prefers other nodes that hold the same endpoints, which
+// bridges the time memberlist needs to declare a killed node dead.
+func (c *Cluster) ReportUnreachable(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.peers[id]; ok && p.member == memberAlive {
+		p.unreachableUntil = time.Now().Add(unreachableFor)
+	}
 }
 
 // Nodes lists every member, this node included, sorted by ID. Nodes that
