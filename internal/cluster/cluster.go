@@ -194,9 +194,8 @@ func New(cfg Config) (*Cluster, error) {
 	if _, err := rand.Read(c.secret); err != nil {
 		return nil, fmt.Errorf("cluster: generating the forwarding secret: %w", err)
 	}
-	if meta := c.meta(); len(meta) > memberlist.MetaMaxSize {
-		return nil, fmt.Errorf("cluster: node metadata is %d bytes, more than memberlist's %d: shorten the advertised addresses", len(meta), memberlist.MetaMaxSize)
-	}
+	// With addresses of at most maxAddrLength, the metadata stays within
+	// memberlist's 512 bytes whatever the state version.
 	for _, a := range []struct{ name, addr string }{{"proxy", cfg.ProxyAddr}, {"admin", cfg.AdminAddr}, {"upstream", cfg.UpstreamAddr}} {
 		if len(a.addr) > maxAddrLength {
 			return nil, fmt.Errorf("%s.advertise_addr %q is longer than %d characters", a.name, a.addr, maxAddrLength)

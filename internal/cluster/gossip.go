@@ -54,7 +54,7 @@ type delegate struct{ c *Cluster }
 func (d *delegate) NodeMeta(limit int) []byte {
 	meta := d.c.meta()
 	if len(meta) > limit {
-		// New checked the size with the longest possible version.
+		// Impossible: New limits the addresses so that it fits.
 		d.c.log.Error("node metadata exceeds memberlist's limit", "size", len(meta), "limit", limit)
 		return nil
 	}
