@@ -124,7 +124,7 @@ func (t *tcpServer) handle(stream *yamux.Stream) {
 		stream.Close()
 		return
 	}
-	protocol.Pipe(stream, local)
+	protocol.Pipe(stream, local, 0) // both sides carry half-closes
 }
 
 func (t *tcpServer) drain() {}

@@ -4,6 +4,8 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/yamux"
 )
@@ -15,12 +17,16 @@ import (
 // side's reads end cleanly, the other side's write half is closed
 // (CloseWrite on TCP, Unix and TLS connections; Close on a yamux stream,
 // which only closes its write half) and the opposite direction keeps
-// flowing. A WebSocket byte stream cannot be half-closed, so a clean end
-// of reads from it means it is closed entirely: the other side's write
-// half is closed and the pipe ends. A half-close towards a WebSocket byte
-// stream is not signalled; that direction just stops. Any error closes
-// both connections at once.
-func Pipe(a, b net.Conn) {
+// flowing.
+//
+// A WebSocket byte stream cannot be half-closed. A clean end of reads from
+// one means it is closed entirely, so the other side's write half is
+// closed and the pipe ends. When the other side ends its writes, the
+// WebSocket cannot be told; the opposite direction keeps flowing as long
+// as it is never idle for longer than linger (so a client that
+// half-closes still gets its answer), then the pipe ends. A linger of 0
+// ends the pipe at once. Any error closes both connections at once.
+func Pipe(a, b net.Conn, linger time.Duration) {
 	var once sync.Once
 	abort := func() {
 		once.Do(func() {
@@ -28,30 +34,56 @@ func Pipe(a, b net.Conn) {
 			b.Close()
 		})
 	}
+	ra, rb := &lingerReader{conn: a}, &lingerReader{conn: b}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pipeOneWay(b, a, abort)
+		pipeOneWay(b, ra, rb, linger, abort)
 	}()
-	pipeOneWay(a, b, abort)
+	pipeOneWay(a, rb, ra, linger, abort)
 	<-done
 	abort()
 }
 
-// pipeOneWay copies src to dst until src ends, then half-closes dst or
-// aborts the pipe (see Pipe).
-func pipeOneWay(dst, src net.Conn, abort func()) {
+// pipeOneWay copies src to dst until src ends, then half-closes dst,
+// bounds the other direction (dstReader) by linger, or aborts the pipe
+// (see Pipe).
+func pipeOneWay(dst net.Conn, src, dstReader *lingerReader, linger time.Duration, abort func()) {
 	if _, err := io.Copy(dst, src); err != nil {
 		abort()
 		return
 	}
-	if canHalfClose(src) {
+	switch {
+	case canHalfClose(src.conn) && canHalfClose(dst):
 		closeWrite(dst)
-		return
+	case canHalfClose(src.conn) && linger > 0:
+		dstReader.startLinger(linger)
+	default:
+		// src is gone entirely, or dst cannot learn that src ended and
+		// may not linger: nothing more is to flow.
+		closeWrite(dst)
+		abort()
 	}
-	// src is gone entirely: nothing more can flow the other way.
-	closeWrite(dst)
-	abort()
+}
+
+// lingerReader reads from conn; once lingering, every read must complete
+// within the linger time of the previous one.
+type lingerReader struct {
+	conn   net.Conn
+	linger atomic.Int64 // time.Duration; 0 while not lingering
+}
+
+func (r *lingerReader) Read(p []byte) (int, error) {
+	n, err := r.conn.Read(p)
+	if l := time.Duration(r.linger.Load()); l > 0 && n > 0 {
+		r.conn.SetReadDeadline(time.Now().Add(l))
+	}
+	return n, err
+}
+
+func (r *lingerReader) startLinger(l time.Duration) {
+	r.linger.Store(int64(l))
+	r.conn.SetReadDeadline(time.Now().Add(l))
 }
 
 type closeWriter interface{ CloseWrite() error }

@@ -1,0 +1,145 @@
+package protocol
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const pipeWait = 10 * time.Second
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	s := <-accepted
+	require.NotNil(t, s)
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// wsPair returns both ends of a WebSocket byte stream over loopback.
+func wsPair(t *testing.T) (dialed, accepted net.Conn) {
+	t.Helper()
+	acceptedCh := make(chan net.Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := AcceptWebSocket(w, r)
+		if err != nil {
+			close(acceptedCh)
+			return
+		}
+		acceptedCh <- c
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), pipeWait)
+	defer cancel()
+	d, err := DialWebSocket(ctx, srv.URL, nil, nil)
+	require.NoError(t, err)
+	a := <-acceptedCh
+	require.NotNil(t, a)
+	t.Cleanup(func() { d.Close(); a.Close() })
+	return d, a
+}
+
+func runPipe(a, b net.Conn, linger time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Pipe(a, b, linger)
+	}()
+	return done
+}
+
+func waitDone(t *testing.T, done <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(pipeWait):
+		t.Fatal("Pipe did not return")
+	}
+}
+
+func TestPipePassesHalfClosesBetweenTCPConnections(t *testing.T) {
+	left, leftEnd := tcpPair(t)
+	right, rightEnd := tcpPair(t)
+	done := runPipe(leftEnd, rightEnd, 0)
+
+	_, err := left.Write([]byte("question"))
+	require.NoError(t, err)
+	require.NoError(t, left.CloseWrite())
+	got, err := io.ReadAll(right)
+	require.NoError(t, err, "the right side sees the left side's EOF")
+	require.Equal(t, "question", string(got))
+
+	_, err = right.Write([]byte("answer after EOF"))
+	require.NoError(t, err)
+	require.NoError(t, right.CloseWrite())
+	got, err = io.ReadAll(left)
+	require.NoError(t, err)
+	require.Equal(t, "answer after EOF", string(got))
+	waitDone(t, done)
+}
+
+func TestPipeEndsWhenTheWebSocketCloses(t *testing.T) {
+	client, clientEnd := tcpPair(t)
+	peer, wsEnd := wsPair(t)
+	done := runPipe(clientEnd, wsEnd, time.Hour)
+
+	_, err := peer.Write([]byte("bye"))
+	require.NoError(t, err)
+	require.NoError(t, peer.Close())
+	got, err := io.ReadAll(client)
+	require.NoError(t, err, "the TCP client sees a clean EOF")
+	require.Equal(t, "bye", string(got))
+	waitDone(t, done)
+}
+
+func TestPipeLingersAfterAHalfCloseTowardsAWebSocket(t *testing.T) {
+	client, clientEnd := tcpPair(t)
+	peer, wsEnd := wsPair(t)
+	done := runPipe(clientEnd, wsEnd, 200*time.Millisecond)
+
+	_, err := client.Write([]byte("q"))
+	require.NoError(t, err)
+	require.NoError(t, client.CloseWrite())
+	buf := make([]byte, 1)
+	_, err = io.ReadFull(peer, buf)
+	require.NoError(t, err)
+	for _, part := range []string{"the ", "answer"} {
+		_, err = peer.Write([]byte(part))
+		require.NoError(t, err)
+	}
+	got := make([]byte, len("the answer"))
+	_, err = io.ReadFull(client, got)
+	require.NoError(t, err, "the answer still reaches a client that half-closed")
+	require.Equal(t, "the answer", string(got))
+
+	waitDone(t, done) // idle for the linger time: the pipe ends
+	_, err = io.ReadAll(client)
+	require.NoError(t, err)
+}
+
+func TestPipeWithoutLingerEndsAtTheClientsEOF(t *testing.T) {
+	client, clientEnd := tcpPair(t)
+	peer, wsEnd := wsPair(t)
+	done := runPipe(clientEnd, wsEnd, 0)
+	require.NoError(t, client.CloseWrite())
+	waitDone(t, done)
+	_, err := peer.Read(make([]byte, 1))
+	require.Error(t, err)
+}
