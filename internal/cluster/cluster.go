@@ -34,7 +34,9 @@ import (
 // another member confirms the suspicion, and after SuspicionMaxTimeoutMult
 // times that (2.4 s) without confirmation. The dead message then gossips
 // every GossipInterval. Worst case ≈ 1.2 + 2.4 + 0.2 ≈ 3.8 s; measured
-// 1.9–2.9 s on loopback (see the benchmarks). A live node that is wrongly
+// 2.2–2.4 s on average, worst 3.5 s, on loopback (BenchmarkFailureDetection).
+// memberlist's Lifeguard stretches the probe interval of a node that is
+// itself unhealthy (starved of CPU), which can lengthen detection. A live node that is wrongly
 // suspected has 1.2 s or more to refute, which tolerates GC pauses and
 // CPU starvation far longer than any seen on a LAN.
 const (
