@@ -87,13 +87,13 @@ trap cleanup EXIT
 
 # active_members POD: how many members POD's admin API lists as active.
 active_members() {
-  kubectl get --raw "/api/v1/namespaces/$NS/pods/$1:$ADMIN_PORT/proxy/status/cluster/nodes" 2>/dev/null |
+  kubectl get --raw "/api/v1/namespaces/$NS/pods/$1:$ADMIN_PORT/proxy/status/cluster/nodes" 2>/dev/null | tr -d '\n' |
     grep -oE '"status": *"active"' | wc -l || true
 }
 
 # member_ids POD: the active member IDs POD's admin API lists, sorted, one a line.
 member_ids() {
-  kubectl get --raw "/api/v1/namespaces/$NS/pods/$1:$ADMIN_PORT/proxy/status/cluster/nodes" 2>/dev/null |
+  kubectl get --raw "/api/v1/namespaces/$NS/pods/$1:$ADMIN_PORT/proxy/status/cluster/nodes" 2>/dev/null | tr -d '\n' |
     grep -oE '\{[^{}]*"status": *"active"[^{}]*\}' | grep -oE '"id": *"[^"]*"' | sed -E 's/.*"([^"]*)"$/\1/' | sort || true
 }
 
@@ -166,7 +166,7 @@ kubectl create namespace "$NS" >/dev/null
 kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
 # The API server validates every built-in object the chart can render (optional ones
 # switched on), rejecting unknown fields.
-helm template "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" \
+helm template "$RELEASE" "$CHART" -n "$NS" --validate "${IMAGE_ARGS[@]}" \
   --set adminService.enabled=true --set networkPolicy.enabled=true --set service.type=NodePort \
   --set ingress.proxy.enabled=true --set 'ingress.proxy.hosts[0]=*.pico.example' \
   --set ingress.upstream.enabled=true --set 'ingress.upstream.hosts[0]=upstream.pico.example' \

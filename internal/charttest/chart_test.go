@@ -15,6 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
@@ -22,6 +25,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	sigsyaml "sigs.k8s.io/yaml"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -691,4 +695,39 @@ func commentOut(s string) string {
 		b.WriteString(strings.TrimRight("# "+line, " ") + "\n")
 	}
 	return b.String()
+}
+
+// TestUpgradeRenderKeepsPodTemplate renders the chart the way `helm upgrade` does (engine
+// with IsUpgrade, revision 2, a different replicaCount) and checks the StatefulSet's pod
+// template is byte-identical to the install's: an upgrade that only scales restarts nothing.
+func TestUpgradeRenderKeepsPodTemplate(t *testing.T) {
+	chrt, err := loader.Load(chartDir)
+	require.NoError(t, err)
+	renderTemplate := func(opts chartutil.ReleaseOptions, vals map[string]any) string {
+		t.Helper()
+		rv, err := chartutil.ToRenderValues(chrt, vals, opts, chartutil.DefaultCapabilities.Copy())
+		require.NoError(t, err)
+		out, err := engine.Render(chrt, rv)
+		require.NoError(t, err)
+		doc := out["pico/templates/statefulset.yaml"]
+		require.NotEmpty(t, doc)
+		return doc
+	}
+	install := renderTemplate(chartutil.ReleaseOptions{Name: "pico", Namespace: "default", Revision: 1, IsInstall: true}, nil)
+	upgrade := renderTemplate(chartutil.ReleaseOptions{Name: "pico", Namespace: "default", Revision: 2, IsUpgrade: true},
+		map[string]any{"replicaCount": 5})
+	var a, b appsv1.StatefulSet
+	require.NoError(t, sigsyaml.UnmarshalStrict([]byte(install), &a))
+	require.NoError(t, sigsyaml.UnmarshalStrict([]byte(upgrade), &b))
+	assert.Equal(t, int32(5), *b.Spec.Replicas)
+	ja, err := json.Marshal(a.Spec.Template)
+	require.NoError(t, err)
+	jb, err := json.Marshal(b.Spec.Template)
+	require.NoError(t, err)
+	assert.Equal(t, string(ja), string(jb))
+
+	// The engine path validates values against the schema too.
+	_, err = chartutil.ToRenderValues(chrt, map[string]any{"replicaCount": -2},
+		chartutil.ReleaseOptions{Name: "pico", Namespace: "default", IsInstall: true}, chartutil.DefaultCapabilities.Copy())
+	assert.ErrorContains(t, err, "replicaCount")
 }
