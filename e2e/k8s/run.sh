@@ -150,6 +150,7 @@ helm_test() {
 # ---------------------------------------------------------------- ct install
 if [[ ${E2E_CT_INSTALL:-1} == 1 ]]; then
   log "ct install (charts/pico with ci/*-values.yaml: install, helm test, uninstall)"
+  # shellcheck source=e2e/k8s/tools.sh
   . e2e/k8s/tools.sh
   export PATH=$K8S_LOCAL_DIR/bin:$PATH # k8s-local's kubectl; ct and helm from tools.sh follow
   export PATH=$PICO_TOOLS_BIN:$PATH
@@ -184,11 +185,11 @@ for i in 0 1 2; do echo "$STS-$i: node $(node_id_of "$STS-$i"), bootstrap: $(kub
 helm_test 3-members
 
 # ---------------------------------------------------------------- scale up to 5
-log "helm upgrade --set replicaCount=5: existing pods keep running"
+log "helm upgrade --set replicaCount=5 (no --reuse-values, as users run it): existing pods keep running"
 declare -A before
 for i in 0 1 2; do before[$i]=$(pod_fingerprint "$STS-$i"); done
 start=$(now_ms)
-helm upgrade "$RELEASE" "$CHART" -n "$NS" --reuse-values --set replicaCount=5 --wait --timeout 5m
+helm upgrade "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --set replicaCount=5 --wait --timeout 5m
 wait_ready 5 120 || fail "5 pods not Ready"
 timing scale-up-to-all-ready "$(secs_since "$start")"
 wait_members 5 120 || fail "the 5 members did not form one cluster"
@@ -209,7 +210,7 @@ kubectl -n "$NS" get pods -l "app.kubernetes.io/component=server" -w \
 BG_PIDS+=($!)
 sleep 1
 start=$(now_ms)
-helm upgrade "$RELEASE" "$CHART" -n "$NS" --reuse-values --set replicaCount=2 --wait --timeout 5m
+helm upgrade "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --set replicaCount=2 --wait --timeout 5m
 for p in "$STS-2" "$STS-3" "$STS-4"; do
   kubectl -n "$NS" wait --for=delete "pod/$p" --timeout=120s >/dev/null 2>&1 || true
 done
@@ -229,7 +230,7 @@ helm_test 2-members
 
 # ---------------------------------------------------------------- config change, serving throughout
 log "config change rolls the members one at a time while requests keep flowing"
-helm upgrade "$RELEASE" "$CHART" -n "$NS" --reuse-values --set replicaCount=3 --wait --timeout 5m
+helm upgrade "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --set replicaCount=3 --wait --timeout 5m
 wait_members 3 120 || fail "3 members after scaling back up"
 # Two agent pods (busybox httpd as the local service + pico agent) register endpoint
 # e2e-loop through the client Service; a client pod sends one request every 0.2 s through
@@ -301,7 +302,7 @@ declare -A uid_before
 for i in 0 1 2; do uid_before[$i]=$(kubectl -n "$NS" get pod "$STS-$i" -o jsonpath='{.metadata.uid}'); done
 old_rev=$(kubectl -n "$NS" get statefulset "$STS" -o jsonpath='{.status.updateRevision}')
 start=$(now_ms)
-helm upgrade "$RELEASE" "$CHART" -n "$NS" --reuse-values --set config.proxy.gateway_timeout=20s --timeout 10m
+helm upgrade "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --set replicaCount=3 --set config.proxy.gateway_timeout=20s --timeout 10m
 # Sample readiness while the StatefulSet controller rolls: never more than one member down.
 min_ready=3
 while :; do
