@@ -10,6 +10,23 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// encode encodes any message decodeMessage returns.
+func encode(t *testing.T, msg any) []byte {
+	t.Helper()
+	switch m := msg.(type) {
+	case deltaMsg:
+		return encodeDelta(m)
+	case announceMsg:
+		return encodeAnnounce(m)
+	case pullMsg:
+		return encodePull(m)
+	case []nodeState:
+		return encodeStates(m)
+	}
+	t.Fatalf("unexpected message %T", msg)
+	return nil
+}
+
 func TestMessagesRoundTrip(t *testing.T) {
 	for _, msg := range []any{
 		deltaMsg{Node: "n1", From: 3, To: 4, Leaving: true, Changes: map[string]int{"a": 0, "b": 7}},
@@ -19,18 +36,7 @@ func TestMessagesRoundTrip(t *testing.T) {
 		[]nodeState{{Node: "a", Version: 9, Endpoints: map[string]int{"e": 1}}, {Node: "b", Version: 1, Leaving: true, Endpoints: map[string]int{}}},
 		[]nodeState{},
 	} {
-		var b []byte
-		switch m := msg.(type) {
-		case deltaMsg:
-			b = encodeDelta(m)
-		case announceMsg:
-			b = encodeAnnounce(m)
-		case pullMsg:
-			b = encodePull(m)
-		case []nodeState:
-			b = encodeStates(m)
-		}
-		got, err := decodeMessage(b)
+		got, err := decodeMessage(encode(t, msg))
 		require.NoError(t, err)
 		require.Equal(t, msg, got)
 	}
@@ -86,20 +92,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			return
 		}
 		// What decodes re-encodes to something that decodes the same.
-		var again []byte
-		switch m := msg.(type) {
-		case deltaMsg:
-			again = encodeDelta(m)
-		case announceMsg:
-			again = encodeAnnounce(m)
-		case pullMsg:
-			again = encodePull(m)
-		case []nodeState:
-			again = encodeStates(m)
-		default:
-			t.Fatalf("unexpected message %T", msg)
-		}
-		msg2, err := decodeMessage(again)
+		msg2, err := decodeMessage(encode(t, msg))
 		require.NoError(t, err)
 		require.Equal(t, msg, msg2)
 	})

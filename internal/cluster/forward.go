@@ -22,9 +22,6 @@ const (
 	// ForwardSignatureHeader proves it: "t=<unix seconds>,v1=<hex
 	// HMAC-SHA256>".
 	ForwardSignatureHeader = "X-Pico-Forward-Signature"
-	// PikoForwardHeader is Piko's unauthenticated "already forwarded"
-	// marker. Pico never trusts it; proxies strip it.
-	PikoForwardHeader = "X-Piko-Forward"
 )
 
 // ForwardWindow is how far a forwarded request's timestamp may be from the
@@ -34,15 +31,6 @@ const ForwardWindow = 60 * time.Second
 // ErrNotForwarded is returned by VerifyForward for a request that carries
 // no forwarding headers at all (an ordinary client request).
 var ErrNotForwarded = errors.New("request was not forwarded by a node")
-
-// StripForwardHeaders removes every header that claims a request was
-// forwarded by a node. Proxies call it on client requests whose claim did
-// not verify.
-func StripForwardHeaders(h http.Header) {
-	h.Del(ForwardedByHeader)
-	h.Del(ForwardSignatureHeader)
-	h.Del(PikoForwardHeader)
-}
 
 // SignForward marks r, a request this node is about to forward to another
 // node, as coming from this node: it sets X-Pico-Forwarded-By to the

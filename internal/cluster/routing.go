@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -162,30 +163,25 @@ func (c *Cluster) Nodes() []NodeSummary {
 	defer c.mu.RUnlock()
 	out := []NodeSummary{c.localSummaryLocked()}
 	for _, p := range c.peers {
-		if p.member == memberUnknown {
-			continue
+		if p.member != memberUnknown {
+			out = append(out, p.summary())
 		}
-		out = append(out, NodeSummary{
-			ID:           p.id,
-			Status:       p.status(),
-			ProxyAddr:    p.meta.ProxyAddr,
-			AdminAddr:    p.meta.AdminAddr,
-			UpstreamAddr: p.meta.UpstreamAddr,
-			GossipAddr:   p.gossipAddr().String(),
-			Upstreams:    p.upstreams,
-			Endpoints:    len(p.endpoints),
-		})
 	}
-	slices.SortFunc(out, func(a, b NodeSummary) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b NodeSummary) int { return strings.Compare(a.ID, b.ID) })
 	return out
+}
+
+func (p *peer) summary() NodeSummary {
+	return NodeSummary{
+		ID:           p.id,
+		Status:       p.status(),
+		ProxyAddr:    p.meta.ProxyAddr,
+		AdminAddr:    p.meta.AdminAddr,
+		UpstreamAddr: p.meta.UpstreamAddr,
+		GossipAddr:   p.gossipAddr().String(),
+		Upstreams:    p.upstreams,
+		Endpoints:    len(p.endpoints),
+	}
 }
 
 func (c *Cluster) localSummaryLocked() NodeSummary {
@@ -206,22 +202,13 @@ func (c *Cluster) Node(id string) (NodeDetail, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if id == c.id {
-		s := c.localSummaryLocked()
-		return detail(s, c.local.desired), true
+		return detail(c.localSummaryLocked(), c.local.desired), true
 	}
 	p, ok := c.peers[id]
 	if !ok || p.member == memberUnknown {
 		return NodeDetail{}, false
 	}
-	return detail(NodeSummary{
-		ID:           p.id,
-		Status:       p.status(),
-		ProxyAddr:    p.meta.ProxyAddr,
-		AdminAddr:    p.meta.AdminAddr,
-		UpstreamAddr: p.meta.UpstreamAddr,
-		GossipAddr:   p.gossipAddr().String(),
-		Upstreams:    p.upstreams,
-	}, p.endpoints), true
+	return detail(p.summary(), p.endpoints), true
 }
 
 func detail(s NodeSummary, endpoints map[string]int) NodeDetail {
