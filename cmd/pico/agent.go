@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/pico-proxy/pico/internal/agent"
+	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/logging"
+	"github.com/pico-proxy/pico/internal/protocol"
+)
+
+const agentUsage = `Usage:
+  pico agent http|tcp ENDPOINT ADDR [flags]
+  pico agent --config.path FILE [flags]
+
+Registers ENDPOINT with a Pico server (its upstream port, --connect.url) and
+forwards the endpoint's traffic to the local service at ADDR: a port (3000,
+meaning localhost:3000), host:port, or a URL (http://localhost:3000/prefix,
+https://...). An http endpoint reverse-proxies each request; a tcp endpoint
+pipes each connection to a new TCP connection to ADDR. The agent reconnects
+whenever its connection ends (backoff 100 ms to 15 s).
+
+Several endpoints come from a YAML file (--config.path):
+  connect:
+    url: http://pico.example.com:8001
+  endpoints:
+    - {id: my-endpoint, protocol: http, addr: "3000"}
+    - {id: my-db, protocol: tcp, addr: "localhost:5432"}
+
+SIGTERM or SIGINT stops new requests, lets in-flight ones finish
+(--grace-period) and exits 0.
+
+Flags:
+`
+
+// runAgent runs `pico agent`.
+func runAgent(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return agentCommand(ctx, args, stderr)
+}
+
+// agentCommand is `pico agent` until ctx is cancelled.
+func agentCommand(ctx context.Context, args []string, stderr io.Writer) int {
+	cmd := clientCommand{name: "agent", usage: agentUsage, stderr: stderr}
+	cfg, fs, code := loadClientConfig(cmd, args, config.DefaultAgent)
+	if cfg == nil {
+		return code
+	}
+	switch fs.NArg() {
+	case 0:
+		if len(cfg.Endpoints) == 0 {
+			if !fs.Changed("config.path") {
+				return cmd.usageError(cfg, "missing arguments: give http|tcp ENDPOINT ADDR, or --config.path FILE")
+			}
+			return cmd.fail(errors.New("the configuration file lists no endpoints; add endpoints: [{id, protocol, addr}]"))
+		}
+	case 3:
+		ep := config.AgentEndpoint{Protocol: fs.Arg(0), ID: fs.Arg(1), Addr: fs.Arg(2)}
+		if ep.Protocol != config.ProtocolHTTP && ep.Protocol != config.ProtocolTCP {
+			return cmd.usageError(cfg, fmt.Sprintf("unknown protocol %q: use http or tcp", ep.Protocol))
+		}
+		if err := protocol.ValidateEndpointID(ep.ID); err != nil {
+			return cmd.fail(fmt.Errorf("ENDPOINT: %w", err))
+		}
+		if _, err := ep.Target(); err != nil {
+			return cmd.fail(fmt.Errorf("ADDR: %w", err))
+		}
+		cfg.Endpoints = append(cfg.Endpoints, ep)
+		if err := cfg.Validate(); err != nil {
+			return cmd.fail(err)
+		}
+	default:
+		return cmd.usageError(cfg, fmt.Sprintf("expected http|tcp ENDPOINT ADDR, got %d arguments", fs.NArg()))
+	}
+
+	logger, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return cmd.fail(err)
+	}
+	a, err := agent.New(*cfg, logger)
+	if err != nil {
+		return cmd.fail(err)
+	}
+	if err := a.Run(ctx); err != nil {
+		return cmd.fail(err)
+	}
+	return 0
+}
+
+// clientCommand holds what the agent, forward and status subcommands
+// share: their name, usage text and error output.
+type clientCommand struct {
+	name   string
+	usage  string
+	stderr io.Writer
+}
+
+// loadClientConfig loads a subcommand's configuration (defaults < YAML
+// file < flags). On failure it returns a nil configuration and the exit
+// code: 0 after --help, 2 for a usage error, 1 for a bad configuration.
+func loadClientConfig[T config.Target](cmd clientCommand, args []string, newDefault func() T) (T, *pflag.FlagSet, int) {
+	var zero T
+	cfg, fs, err := config.Load(cmd.name, args, newDefault, io.Discard)
+	switch {
+	case errors.Is(err, pflag.ErrHelp):
+		cmd.printUsage(newDefault())
+		return zero, fs, 0
+	case err != nil:
+		var usage *config.UsageError
+		if errors.As(err, &usage) {
+			return zero, fs, cmd.usageError(newDefault(), err.Error())
+		}
+		return zero, fs, cmd.fail(err)
+	}
+	return cfg, fs, 0
+}
+
+// usageError prints problem and the usage; it returns exit code 2.
+func (c clientCommand) usageError(cfg config.Target, problem string) int {
+	fmt.Fprintf(c.stderr, "pico %s: %s\n\n", c.name, problem)
+	c.printUsage(cfg)
+	return 2
+}
+
+// fail prints err on one line; it returns exit code 1.
+func (c clientCommand) fail(err error) int {
+	fmt.Fprintf(c.stderr, "pico %s: %s\n", c.name, errorLine(err))
+	return 1
+}
+
+func (c clientCommand) printUsage(cfg config.Target) {
+	fs := pflag.NewFlagSet(c.name, pflag.ContinueOnError)
+	fs.SortFlags = false
+	cfg.RegisterFlags(fs)
+	(&config.FileFlags{}).RegisterFlags(fs)
+	fmt.Fprint(c.stderr, c.usage)
+	fmt.Fprint(c.stderr, fs.FlagUsages())
+}
+
+// errorLine joins a multi-line error (errors.Join) into one line.
+func errorLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+// newLogger builds the JSON logger of a client subcommand.
+func newLogger(cfg config.Log, w io.Writer) (*slog.Logger, error) {
+	level, err := logging.ParseLevel(cfg.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level (--log.level): %w", err)
+	}
+	return logging.New(w, level, cfg.Subsystems), nil
+}

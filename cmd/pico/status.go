@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os/signal"
+	"syscall"
+
+	"github.com/pico-proxy/pico/internal/adminclient"
+	"github.com/pico-proxy/pico/internal/config"
+)
+
+const statusUsage = `Usage:
+  pico status cluster nodes [ID] [flags]    members of the cluster (or one member)
+  pico status upstream endpoints [flags]    the server's endpoints and upstream counts
+
+Queries a Pico server's admin API (--server.url) and prints the answer as
+a table, or as JSON with --output json.
+
+Flags:
+`
+
+// runStatus runs `pico status`.
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	cmd := clientCommand{name: "status", usage: statusUsage, stderr: stderr}
+	cfg, fs, code := loadClientConfig(cmd, args, config.DefaultStatus)
+	if cfg == nil {
+		return code
+	}
+	client := adminclient.New(cfg.Server.URL, cfg.Server.Timeout)
+	err := client.Query(ctx, fs.Args(), cfg.Output, stdout)
+	switch {
+	case errors.Is(err, adminclient.ErrUnknownQuery):
+		return cmd.usageError(cfg, err.Error())
+	case err != nil:
+		return cmd.fail(err)
+	}
+	return 0
+}
