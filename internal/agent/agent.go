@@ -12,7 +12,9 @@
 // The agent reconnects whenever a connection ends for a reason other than
 // its own shutdown: at once after a connection that had been up for a
 // while (and as soon as the server announces it is going away), then with
-// exponential backoff from 100 ms to 15 s with jitter. A server that
+// exponential backoff from 100 ms to 15 s with jitter (at most 400 ms while
+// connections are refused outright, which costs a server nothing and
+// means it is restarting). A server that
 // refuses an endpoint with 400 Bad Request (an invalid endpoint ID) is
 // permanent: Run stops and returns an error naming the endpoint. Other
 // refusals (5xx, other 4xx) and network errors are retried.

@@ -324,6 +324,36 @@ func TestReconnectsWhenTheServerComesBack(t *testing.T) {
 	require.LessOrEqual(t, failed(), 3, "the agent is back at the first retry after the server returns")
 }
 
+func TestRefusedConnectionsAreRetriedOftenWhateverTheOutage(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	l.Close() // the server is down from the start
+	a := startAgent(t, agentConfig("http://"+addr, Endpoint{ID: "patient", Protocol: "tcp", Addr: "1"}))
+
+	refused := func() int { return a.logs.count("cannot connect to the server", "connection refused") }
+	require.Eventually(t, func() bool { return refused() >= 6 }, waitFor, tick)
+	a.logs.mu.Lock()
+	for _, line := range a.logs.lines {
+		if !strings.Contains(line, "connection refused") {
+			continue
+		}
+		var rec struct {
+			RetryIn string `json:"retry_in"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &rec))
+		d, err := time.ParseDuration(rec.RetryIn)
+		require.NoError(t, err)
+		require.LessOrEqual(t, d, 400*time.Millisecond, "a refused connection is retried within 400 ms however long it lasts")
+	}
+	a.logs.mu.Unlock()
+
+	server := newUpstreamServer(t)
+	server.stop()
+	server.restartAt(addr)
+	waitRegistered(t, a)
+}
+
 func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	low := func() float64 { return 0 }
 	high := func() float64 { return 0.999999 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -21,6 +22,12 @@ import (
 // be followed by an immediate reconnect rather than a backoff wait (a
 // server that accepts and drops connections at once must not be hammered).
 const healthyAfter = time.Second
+
+// refusedMaxAttempt caps the backoff attempt while connections are
+// refused (backoff(3) is 400 ms), so that an agent is back within a
+// fraction of a second of its server listening again, however long the
+// server was gone. Other failures back off up to 15 s.
+const refusedMaxAttempt = 3
 
 // drainPollInterval is how often a draining connection is checked for
 // in-flight streams.
@@ -97,6 +104,12 @@ func (e *endpoint) run(ctx context.Context) error {
 				return err
 			}
 			failures++
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				// Nothing listens (a server restarting): a refused
+				// connection costs the server nothing, so keep retrying
+				// often enough to be back soon after it listens again.
+				failures = min(failures, refusedMaxAttempt)
+			}
 			delay := backoff(failures, e.agent.random)
 			e.logger.Warn("cannot connect to the server; retrying", "url", e.url, "error", err, "attempt", failures, "retry_in", delay.String())
 			if !sleep(ctx, delay) {
