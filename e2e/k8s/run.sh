@@ -17,6 +17,7 @@
 #   E2E_NAMESPACE   namespace of the life-cycle test (default pico-e2e)
 #   E2E_CT_INSTALL  0 skips the ct install step (default 1)
 #   E2E_KEEP        1 leaves the release installed on exit, for debugging (default 0)
+#   PICO_BIN        a prebuilt static pico binary to use instead of building bin/pico
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -48,16 +49,20 @@ log "k8s-local up ($K8S_LOCAL)"
 . "$K8S_LOCAL/env.sh"
 kubectl get nodes -o wide
 
-log "build bin/pico (static)"
-mkdir -p bin
-VERSION=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/pico-proxy/pico/internal/version.Version=$VERSION" \
-  -o bin/pico ./cmd/pico
+PICO_BIN=${PICO_BIN:-}
+if [[ -z $PICO_BIN ]]; then
+  log "build bin/pico (static)"
+  mkdir -p bin
+  VERSION=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/pico-proxy/pico/internal/version.Version=$VERSION" \
+    -o bin/pico ./cmd/pico
+  PICO_BIN=bin/pico
+fi
 # A tag per binary content: pods always run the binary just built, never a stale image.
-TAG=e2e-$(sha256sum bin/pico | cut -c1-12)
+TAG=e2e-$(sha256sum "$PICO_BIN" | cut -c1-12)
 IMAGE=registry.local/pico
-log "image $IMAGE:$TAG (one layer: /usr/local/bin/pico as entrypoint)"
-"$K8S_LOCAL/img.sh" "$IMAGE:$TAG" -entrypoint /usr/local/bin/pico -file bin/pico:/usr/local/bin/pico
+log "image $IMAGE:$TAG from $PICO_BIN (one layer: /usr/local/bin/pico as entrypoint)"
+"$K8S_LOCAL/img.sh" "$IMAGE:$TAG" -entrypoint /usr/local/bin/pico -file "$PICO_BIN:/usr/local/bin/pico"
 IMAGE_ARGS=(--set "image.repository=$IMAGE" --set-string "image.tag=$TAG" --set image.pullPolicy=Never)
 
 # ---------------------------------------------------------------- helpers
