@@ -375,10 +375,13 @@ func TestBadRequestRefusalIsPermanent(t *testing.T) {
 	service := echoService(t)
 	server := newUpstreamServer(t)
 	server.refuseWith("rejected", http.StatusBadRequest)
+	release := server.holdHandshakes("rejected")
 	a := startAgent(t, agentConfig(server.url(),
 		Endpoint{ID: "fine", Protocol: "http", Addr: service.URL},
 		Endpoint{ID: "rejected", Protocol: "http", Addr: service.URL},
 	))
+	fine := server.session("fine", 1)
+	release()
 	err := a.wait(t)
 	require.Error(t, err)
 	require.ErrorContains(t, err, `endpoint "rejected"`)
@@ -389,7 +392,7 @@ func TestBadRequestRefusalIsPermanent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	require.ErrorContains(t, a.WaitRegistered(ctx), `endpoint "rejected"`)
-	require.Eventually(t, func() bool { return server.session("fine", 1).IsClosed() }, waitFor, tick, "the other endpoints stop too")
+	requireClosed(t, fine, "the other endpoints stop too")
 }
 
 func TestServerErrorsAndOtherRefusalsAreRetried(t *testing.T) {
@@ -447,14 +450,7 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 	close(release)
 	require.Equal(t, "finished", <-result)
 	require.NoError(t, a.wait(t))
-	require.True(t, sess.IsClosed() || func() bool {
-		select {
-		case <-sess.CloseChan():
-			return true
-		case <-time.After(waitFor):
-			return false
-		}
-	}())
+	requireClosed(t, sess, "the agent closes its drained connection")
 }
 
 func TestGracePeriodBoundsShutdown(t *testing.T) {

@@ -172,7 +172,7 @@ func (e *endpoint) connect(ctx context.Context) (sess *yamux.Session, goingAway 
 		}
 		return nil, nil, err
 	}
-	watcher := newGoAwayWatcher(conn)
+	watcher := newGoAwayWatcher(protocol.CoalesceWrites(conn))
 	sess, err = yamux.Client(watcher, protocol.YamuxConfig(e.logger))
 	if err != nil {
 		conn.Close()

@@ -30,24 +30,26 @@ const (
 // protocol: WebSocket upgrade, then a yamux server session per agent
 // connection. Tests open streams on the sessions as the proxy would.
 type upstreamServer struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	logger *slog.Logger
 
 	mu       sync.Mutex
 	refuse   map[string][]int // endpoint -> statuses to answer with, in turn, before accepting
 	attempts map[string]int
-	auth     map[string]string // endpoint -> last Authorization header
+	auth     map[string]string        // endpoint -> last Authorization header
+	hold     map[string]chan struct{} // endpoint -> handshakes wait until closed
 	sessions map[string][]*yamux.Session
 }
 
-func newUpstreamServer(t *testing.T) *upstreamServer {
+func newUpstreamServer(t testing.TB) *upstreamServer {
 	s := &upstreamServer{
 		t:        t,
 		logger:   slog.New(slog.DiscardHandler),
 		refuse:   map[string][]int{},
 		attempts: map[string]int{},
 		auth:     map[string]string{},
+		hold:     map[string]chan struct{}{},
 		sessions: map[string][]*yamux.Session{},
 	}
 	s.srv = httptest.NewServer(s)
@@ -86,6 +88,12 @@ func (s *upstreamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
+	hold := s.hold[id]
+	s.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	s.mu.Lock()
 	s.attempts[id]++
 	s.auth[id] = r.Header.Get("Authorization")
 	var status int
@@ -108,7 +116,7 @@ func (s *upstreamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	sess, err := yamux.Server(conn, protocol.YamuxConfig(s.logger))
+	sess, err := yamux.Server(protocol.CoalesceWrites(conn), protocol.YamuxConfig(s.logger))
 	if err != nil {
 		conn.Close()
 		return
@@ -124,6 +132,15 @@ func (s *upstreamServer) refuseWith(id string, statuses ...int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.refuse[id] = statuses
+}
+
+// holdHandshakes makes the handshakes of id wait until release is called.
+func (s *upstreamServer) holdHandshakes(id string) (release func()) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.hold[id] = ch
+	s.mu.Unlock()
+	return func() { close(ch) }
 }
 
 func (s *upstreamServer) attemptsFor(id string) int {
@@ -252,7 +269,7 @@ type runningAgent struct {
 }
 
 // startAgent runs an agent until the test ends.
-func startAgent(t *testing.T, cfg Config, options ...func(*Agent)) *runningAgent {
+func startAgent(t testing.TB, cfg Config, options ...func(*Agent)) *runningAgent {
 	t.Helper()
 	logs := &logRecorder{}
 	a, err := New(cfg, logging.New(logs, slog.LevelDebug, nil))
@@ -324,4 +341,14 @@ func listenTCP(t *testing.T, handle func(net.Conn)) net.Listener {
 		}
 	}()
 	return l
+}
+
+// requireClosed fails unless sess closes soon.
+func requireClosed(t *testing.T, sess *yamux.Session, why string) {
+	t.Helper()
+	select {
+	case <-sess.CloseChan():
+	case <-time.After(waitFor):
+		t.Fatal(why)
+	}
 }

@@ -41,6 +41,14 @@ func newTransport() *http.Transport {
 // would otherwise drop or rewrite them).
 var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"}
 
+// copyBuffers recycles the reverse proxy's body copy buffers.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { return new([32 << 10]byte) }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return p.pool.Get().(*[32 << 10]byte)[:] }
+func (p *bufferPool) Put(b []byte) { p.pool.Put((*[32 << 10]byte)(b)) }
+
 // httpServer serves an HTTP endpoint's streams: each stream carries
 // HTTP/1.1 requests that are reverse-proxied to the local service.
 type httpServer struct {
@@ -59,6 +67,7 @@ func newHTTPServer(target *url.URL, transport http.RoundTripper, logger *slog.Lo
 			}
 		},
 		Transport:     transport,
+		BufferPool:    copyBuffers,
 		FlushInterval: -1, // stream bodies: flush every write
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
