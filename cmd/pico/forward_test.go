@@ -70,7 +70,7 @@ func TestForwardCarriesTCPUntilSignalled(t *testing.T) {
 	listening := make(chan *forward.Forwarder, 1)
 	done := make(chan int, 1)
 	go func() {
-		done <- forwardCommand(ctx, []string{"tcp", "127.0.0.1:0", "db", "--connect.url", proxyPort.URL}, &stderr, listening)
+		done <- forwardCommand(ctx, []string{"tcp", "127.0.0.1:0", "db", "--connect.url", proxyPort.URL, "--grace-period", "100ms"}, &stderr, listening)
 	}()
 	var f *forward.Forwarder
 	select {
