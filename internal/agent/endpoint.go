@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,6 +29,10 @@ const healthyAfter = time.Second
 // fraction of a second of its server listening again, however long the
 // server was gone. Other failures back off up to 15 s.
 const refusedMaxAttempt = 3
+
+// repeatWarnEvery is how often an unchanged connection failure is logged
+// as a warning; repeats in between are logged at debug.
+const repeatWarnEvery = 30 * time.Second
 
 // drainPollInterval is how often a draining connection is checked for
 // in-flight streams.
@@ -90,6 +95,8 @@ func newEndpoint(a *Agent, cfg Endpoint) (*endpoint, error) {
 func (e *endpoint) run(ctx context.Context) error {
 	defer e.shutdown()
 	failures := 0
+	var lastErr string // the last connection failure logged as a warning
+	var lastWarned time.Time
 	for {
 		sess, goingAway, err := e.connect(ctx)
 		if ctx.Err() != nil {
@@ -111,7 +118,13 @@ func (e *endpoint) run(ctx context.Context) error {
 				failures = min(failures, refusedMaxAttempt)
 			}
 			delay := backoff(failures, e.agent.random)
-			e.logger.Warn("cannot connect to the server; retrying", "url", e.url, "error", err, "attempt", failures, "retry_in", delay.String())
+			level := slog.LevelWarn
+			if msg := err.Error(); msg == lastErr && time.Since(lastWarned) < repeatWarnEvery {
+				level = slog.LevelDebug // the same failure again: keep the log readable
+			} else {
+				lastErr, lastWarned = msg, time.Now()
+			}
+			e.logger.Log(ctx, level, "cannot connect to the server; retrying", "url", e.url, "error", err, "attempt", failures, "retry_in", delay.String())
 			if !sleep(ctx, delay) {
 				return nil
 			}
@@ -169,6 +182,10 @@ func (e *endpoint) connect(ctx context.Context) (sess *yamux.Session, goingAway 
 		var refused *protocol.DialError
 		if errors.As(err, &refused) {
 			return nil, nil, &refusedError{endpoint: e.id, url: e.url, status: refused.StatusCode, body: refused.Body}
+		}
+		var netErr *net.OpError
+		if errors.As(err, &netErr) {
+			return nil, nil, netErr // "dial tcp host:port: connect: connection refused"
 		}
 		return nil, nil, err
 	}
