@@ -156,9 +156,7 @@ helm_test() {
 if [[ ${E2E_CT_INSTALL:-1} == 1 ]]; then
   log "ct install (charts/pico with ci/*-values.yaml: install, helm test, uninstall)"
   # shellcheck source=e2e/k8s/tools.sh
-  . e2e/k8s/tools.sh
-  export PATH=$K8S_LOCAL_DIR/bin:$PATH # k8s-local's kubectl; ct and helm from tools.sh follow
-  export PATH=$PICO_TOOLS_BIN:$PATH
+  . e2e/k8s/tools.sh # ct; kubectl and helm come from k8s-local's env.sh
   start=$(now_ms)
   ct install --config ct.yaml --charts "$CHART" \
     --helm-extra-set-args "--set=image.repository=$IMAGE --set-string=image.tag=$TAG --set=image.pullPolicy=Never"
@@ -278,14 +276,15 @@ spec:
       image: registry.local/busybox:1.35
       imagePullPolicy: Never
       securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-      # Bounded: at most 6000 requests (about 20 minutes), then it exits on its own.
+      # Bounded: at most 6000 requests (about 20 minutes), then it exits on its own. (This
+      # busybox's wget -T crashes; timeout(1) bounds each request instead.)
       command:
         - sh
         - -c
         - |
           i=0
           while [ \$i -lt 6000 ]; do
-            if out=\$(wget -q -T 5 -O - --header 'x-pico-endpoint: e2e-loop' http://$RELEASE.$NS.svc:8000/ 2>&1) && [ "\$out" = e2e-loop-ok ]; then
+            if out=\$(timeout 5 wget -q -O - --header 'x-pico-endpoint: e2e-loop' http://$RELEASE.$NS.svc:8000/ 2>&1) && [ "\$out" = e2e-loop-ok ]; then
               echo "\$(date +%s) ok"
             else
               echo "\$(date +%s) fail \$out"

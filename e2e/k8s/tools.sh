@@ -1,5 +1,6 @@
-# Sourced by the e2e/k8s scripts: builds the pinned chart tools (ct, helm) from
-# e2e/k8s/tools/go.mod into $PICO_TOOLS_BIN when missing or stale, and puts them first on PATH.
+# Sourced by the e2e/k8s scripts: builds the pinned chart tools from e2e/k8s/tools/go.mod into
+# $PICO_TOOLS_BIN when missing or stale (ct always; helm only when none is available) and
+# puts them on PATH.
 # shellcheck shell=bash
 PICO_TOOLS_BIN=${PICO_TOOLS_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/pico-tools/bin}
 pico_tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/tools" && pwd)
@@ -27,5 +28,13 @@ ensure_yamllint() {
 }
 
 build_tool ct github.com/helm/chart-testing/v3/ct
-build_tool helm helm.sh/helm/v3/cmd/helm
 export PATH=$PICO_TOOLS_BIN:$PATH
+# ct drives a helm binary. Building one takes minutes on a small machine, so an existing helm
+# (on PATH, or the one k8s-local builds) is used; only without one is the pinned helm built.
+if ! command -v helm >/dev/null; then
+  if [[ -x ${K8S_LOCAL_DIR:-/tmp/k8s-local}/bin/helm ]]; then
+    export PATH=$PATH:${K8S_LOCAL_DIR:-/tmp/k8s-local}/bin
+  else
+    build_tool helm helm.sh/helm/v3/cmd/helm
+  fi
+fi
