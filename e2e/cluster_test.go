@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,15 +150,20 @@ func TestGracefulLeaveFinishesInFlightRequests(t *testing.T) {
 	}
 	waitRoutable(t, nodes[2], "slow")
 
-	// Load on every node, including the one that leaves.
+	// Load on every node, including the one that leaves. Like a load
+	// balancer that saw /ready turn 503, clients send no new requests to the
+	// leaving node once it got SIGTERM; the requests already in flight there
+	// (and those it forwards or receives) must all succeed.
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		failures []string
 		total    int
+		draining atomic.Bool
+		stop     = make(chan struct{})
+		client   = &http.Client{Timeout: 30 * time.Second}
+		leaving  = nodes[0]
 	)
-	stop := make(chan struct{})
-	client := &http.Client{Timeout: 30 * time.Second}
 	for _, n := range nodes {
 		for w := 0; w < 4; w++ {
 			wg.Add(1)
@@ -169,13 +175,13 @@ func TestGracefulLeaveFinishesInFlightRequests(t *testing.T) {
 						return
 					default:
 					}
-					if n == nodes[0] && nodes[0].Exited() {
+					if n == leaving && draining.Load() {
 						return
 					}
-					code, body := proxyGet(client, n.ProxyURL(), "slow", "/x")
+					code, body := proxyGet(client, n.ProxyURL(), "slow", "/x?sleep=150ms")
 					mu.Lock()
 					total++
-					if code != http.StatusOK && !(n == nodes[0] && code == 0 && nodes[0].Exited()) {
+					if code != http.StatusOK {
 						failures = append(failures, fmt.Sprintf("%s: %d %s", n.IP, code, body))
 					}
 					mu.Unlock()
@@ -185,7 +191,7 @@ func TestGracefulLeaveFinishesInFlightRequests(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // let load build up before the leave
 	lb.SetBackends(nodes[1].IP + ":8001")
-	leaving := nodes[0]
+	draining.Store(true)
 	require.Equal(t, 0, leaving.Terminate(t, 30*time.Second), "graceful shutdown exits 0")
 	// Peers drop it at once (graceful leave, not a failure-detection timeout).
 	waitMembers(t, nodes[1:], 2)
@@ -193,7 +199,14 @@ func TestGracefulLeaveFinishesInFlightRequests(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("%d requests, %d failed", total, len(failures))
-	require.Empty(t, failures)
+	require.Empty(t, firstN(failures, 10))
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return append(s[:n:n], fmt.Sprintf("… and %d more", len(s)-n))
+	}
+	return s
 }
 
 func TestKilledNodeIsRemovedAndAgentsMoveOn(t *testing.T) {

@@ -282,13 +282,17 @@ func StartAgent(t testing.TB, connectURL, endpoint, addr string, extra ...string
 }
 
 // StartUpstream starts an HTTP service on a loopback port that answers with
-// its name and the request path; it returns its address.
+// its name, the request path and body, after sleeping for the duration in
+// the query parameter sleep if given; it returns its address.
 func StartUpstream(t testing.TB, name string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil {
+			time.Sleep(d) // a slow upstream keeps requests in flight
+		}
 		w.Header().Set("X-Upstream", name)
 		fmt.Fprintf(w, "%s %s %s", name, r.URL.Path, body)
 	})}
