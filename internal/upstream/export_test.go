@@ -1,0 +1,10 @@
+package upstream
+
+import "time"
+
+// SetStreamIdleTimeout shortens the idle stream timeout for a test.
+func SetStreamIdleTimeout(d time.Duration) (restore func()) {
+	old := streamIdleTimeout
+	streamIdleTimeout = d
+	return func() { streamIdleTimeout = old }
+}

@@ -1,0 +1,30 @@
+package upstream
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type registryMetrics struct {
+	sessions      prometheus.Gauge
+	endpoints     prometheus.Gauge
+	registrations *prometheus.CounterVec
+}
+
+func newRegistryMetrics(reg prometheus.Registerer) *registryMetrics {
+	m := &registryMetrics{
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pico_upstream_connections",
+			Help: "Upstream (agent) connections registered on this node.",
+		}),
+		endpoints: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pico_upstream_endpoints",
+			Help: "Endpoints with at least one upstream connection on this node.",
+		}),
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pico_upstream_registrations_total",
+			Help: "Upstream registration attempts by result (accepted, invalid, draining, failed).",
+		}, []string{"result"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.sessions, m.endpoints, m.registrations)
+	}
+	return m
+}

@@ -1,0 +1,425 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrDraining is returned by Reserve once Drain has begun.
+var ErrDraining = errors.New("server is shutting down and accepts no new upstream connections")
+
+// Availability says why Acquire found no session.
+type Availability int
+
+const (
+	// None: no session and no pending registration for the endpoint.
+	None Availability = iota
+	// Pending: a registration is in progress; a session appears (or the
+	// registration fails) within moments, signalled through Changed.
+	Pending
+	// Busy: every session is at its stream limit.
+	Busy
+)
+
+// RegistryOptions configures a Registry.
+type RegistryOptions struct {
+	// MaxStreamsPerConnection caps concurrent proxied streams on one
+	// session; 0 means no limit.
+	MaxStreamsPerConnection int
+	// Metrics receives the registry's metrics; nil means none.
+	Metrics prometheus.Registerer
+}
+
+// Registry maps endpoints to the upstream sessions that serve them.
+// It is safe for concurrent use.
+type Registry struct {
+	logger     *slog.Logger
+	maxStreams int64
+	metrics    *registryMetrics
+
+	nextID atomic.Uint64
+
+	mu        sync.RWMutex
+	endpoints map[string]*endpointSessions
+	sessions  int
+	changed   chan struct{}
+	draining  bool
+	all       map[*Session]struct{}
+}
+
+type endpointSessions struct {
+	sessions []*Session // copy on write
+	pending  int
+	next     atomic.Uint32
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry(logger *slog.Logger, opts RegistryOptions) *Registry {
+	return &Registry{
+		logger:     logger.With("subsystem", "upstream"),
+		maxStreams: int64(opts.MaxStreamsPerConnection),
+		metrics:    newRegistryMetrics(opts.Metrics),
+		endpoints:  make(map[string]*endpointSessions),
+		changed:    make(chan struct{}),
+		all:        make(map[*Session]struct{}),
+	}
+}
+
+// Session is one agent connection: a yamux server session registered for
+// one endpoint.
+type Session struct {
+	id          uint64
+	endpoint    string
+	remoteAddr  string
+	connectedAt time.Time
+	mux         *yamux.Session
+	registry    *Registry
+
+	// active counts acquired leases (streams in use or about to be
+	// opened); closing is set, under the registry's write lock, when the
+	// session left routing; closed once the session is shut.
+	active    atomic.Int64
+	closing   atomic.Bool
+	closeOnce sync.Once
+	closed    chan struct{}
+
+	// Idle streams kept for HTTP keep-alive (pool.go).
+	poolMu sync.Mutex
+	idle   []idleStream
+	sweep  *time.Timer
+}
+
+// ID is unique among the registry's sessions.
+func (s *Session) ID() uint64 { return s.id }
+
+// Endpoint is the endpoint the session registered.
+func (s *Session) Endpoint() string { return s.endpoint }
+
+// RemoteAddr is the agent's address as seen by the upstream listener.
+func (s *Session) RemoteAddr() string { return s.remoteAddr }
+
+// Open opens a stream to the agent. Call it only on an acquired session
+// and call Release once the stream is finished.
+func (s *Session) Open() (*yamux.Stream, error) {
+	return s.mux.OpenStream()
+}
+
+// Release returns a lease taken by Registry.Acquire. Call it exactly once
+// per successful Acquire, after the stream (if any) is finished.
+func (s *Session) Release() {
+	if s.active.Add(-1) == 0 && s.closing.Load() {
+		s.shut()
+	}
+}
+
+// Done is closed once the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.closed }
+
+func (s *Session) shut() {
+	s.closeOnce.Do(func() {
+		// Closing the WebSocket may wait for the peer's close frame;
+		// never make the caller (a proxied request) wait for that.
+		go s.mux.Close()
+	})
+}
+
+func (s *Session) tryAcquire(limit int64) bool {
+	if n := s.active.Add(1); limit > 0 && n > limit {
+		s.active.Add(-1)
+		return false
+	}
+	return true
+}
+
+// Changed returns a channel closed at the next change of the registry:
+// a session added or removed, a pending registration resolved, or the
+// start of the drain. Take it before looking up, then wait on it.
+func (r *Registry) Changed() <-chan struct{} {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.changed
+}
+
+func (r *Registry) notifyLocked() {
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.metrics.sessions.Set(float64(r.sessions))
+	r.metrics.endpoints.Set(float64(len(r.countsLocked())))
+}
+
+// Acquire picks a session for endpoint round robin, skipping sessions in
+// exclude and sessions at the stream limit, and leases it: the caller must
+// call Release on the returned session. When none is available it says
+// why.
+func (r *Registry) Acquire(endpoint string, exclude ...*Session) (*Session, Availability) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e := r.endpoints[endpoint]
+	if e == nil {
+		return nil, None
+	}
+	n := uint32(len(e.sessions))
+	if n == 0 {
+		if e.pending > 0 {
+			return nil, Pending
+		}
+		return nil, None
+	}
+	start := e.next.Add(1)
+	skipped := 0
+	for i := range n {
+		s := e.sessions[(start+i)%n]
+		if excluded(s, exclude) {
+			skipped++
+			continue
+		}
+		if s.tryAcquire(r.maxStreams) {
+			return s, 0
+		}
+	}
+	if skipped == int(n) {
+		if e.pending > 0 {
+			return nil, Pending
+		}
+		return nil, None
+	}
+	return nil, Busy
+}
+
+func excluded(s *Session, exclude []*Session) bool {
+	for _, x := range exclude {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Counts returns the number of sessions per endpoint (endpoints with at
+// least one session).
+func (r *Registry) Counts() map[string]int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.countsLocked()
+}
+
+func (r *Registry) countsLocked() map[string]int {
+	counts := make(map[string]int, len(r.endpoints))
+	for id, e := range r.endpoints {
+		if len(e.sessions) > 0 {
+			counts[id] = len(e.sessions)
+		}
+	}
+	return counts
+}
+
+// Sessions returns the number of registered sessions.
+func (r *Registry) Sessions() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.sessions
+}
+
+// Reservation is a pending registration: while it exists, Acquire reports
+// Pending for its endpoint. Exactly one of Activate or Cancel must follow.
+type Reservation struct {
+	registry *Registry
+	endpoint string
+	done     atomic.Bool
+}
+
+// Reserve records a pending registration for endpoint. Call it before
+// answering the agent's handshake.
+func (r *Registry) Reserve(endpoint string) (*Reservation, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.draining {
+		return nil, ErrDraining
+	}
+	e := r.endpoints[endpoint]
+	if e == nil {
+		e = &endpointSessions{}
+		r.endpoints[endpoint] = e
+	}
+	e.pending++
+	return &Reservation{registry: r, endpoint: endpoint}, nil
+}
+
+// Cancel drops the pending registration (the handshake failed).
+func (res *Reservation) Cancel() {
+	if !res.done.CompareAndSwap(false, true) {
+		return
+	}
+	r := res.registry
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unpendLocked(res.endpoint)
+	r.notifyLocked()
+}
+
+func (r *Registry) unpendLocked(endpoint string) {
+	e := r.endpoints[endpoint]
+	e.pending--
+	if e.pending == 0 && len(e.sessions) == 0 {
+		delete(r.endpoints, endpoint)
+	}
+}
+
+// Activate turns the reservation into a routable session over mux. The
+// session leaves the registry when mux closes. If the registry began
+// draining meanwhile, the session is closed at once and nil is returned.
+func (res *Reservation) Activate(mux *yamux.Session, remoteAddr string) *Session {
+	if !res.done.CompareAndSwap(false, true) {
+		panic("upstream: reservation used twice")
+	}
+	r := res.registry
+	s := &Session{
+		id:          r.nextID.Add(1),
+		endpoint:    res.endpoint,
+		remoteAddr:  remoteAddr,
+		connectedAt: time.Now(),
+		mux:         mux,
+		registry:    r,
+		closed:      make(chan struct{}),
+	}
+	r.mu.Lock()
+	r.unpendLocked(res.endpoint)
+	if r.draining {
+		r.notifyLocked()
+		r.mu.Unlock()
+		r.metrics.registrations.WithLabelValues("draining").Inc()
+		_ = mux.GoAway()
+		go mux.Close()
+		return nil
+	}
+	e := r.endpoints[res.endpoint]
+	if e == nil {
+		e = &endpointSessions{}
+		r.endpoints[res.endpoint] = e
+	}
+	e.sessions = append(e.sessions[:len(e.sessions):len(e.sessions)], s)
+	r.sessions++
+	r.all[s] = struct{}{}
+	r.notifyLocked()
+	r.mu.Unlock()
+	r.metrics.registrations.WithLabelValues("accepted").Inc()
+	r.logger.Info("upstream connected", "endpoint", s.endpoint, "session", s.id, "remote_addr", remoteAddr)
+
+	go r.watch(s)
+	return s
+}
+
+// watch removes s from the registry once its yamux session ends.
+func (r *Registry) watch(s *Session) {
+	<-s.mux.CloseChan()
+	s.closeIdle()
+	r.mu.Lock()
+	r.removeLocked(s)
+	delete(r.all, s)
+	r.notifyLocked()
+	r.mu.Unlock()
+	close(s.closed)
+	r.logger.Info("upstream disconnected", "endpoint", s.endpoint, "session", s.id, "remote_addr", s.remoteAddr,
+		"connected_for", time.Since(s.connectedAt).Round(time.Millisecond).String())
+}
+
+// removeLocked takes s out of routing; it reports whether s was routable.
+func (r *Registry) removeLocked(s *Session) bool {
+	e := r.endpoints[s.endpoint]
+	if e == nil {
+		return false
+	}
+	i := -1
+	for j, x := range e.sessions {
+		if x == s {
+			i = j
+			break
+		}
+	}
+	if i < 0 {
+		return false
+	}
+	sessions := make([]*Session, 0, len(e.sessions)-1)
+	sessions = append(sessions, e.sessions[:i]...)
+	e.sessions = append(sessions, e.sessions[i+1:]...)
+	if len(e.sessions) == 0 && e.pending == 0 {
+		delete(r.endpoints, s.endpoint)
+	}
+	r.sessions--
+	return true
+}
+
+// Drain refuses new registrations, tells every agent to go away (yamux
+// GoAway), removes all sessions from routing and closes each one once its
+// in-flight streams have finished. It returns when every session has
+// closed, or when ctx ends, in which case the remaining sessions are
+// closed at once and ctx's error is returned.
+func (r *Registry) Drain(ctx context.Context) error {
+	r.mu.Lock()
+	r.draining = true
+	sessions := make([]*Session, 0, len(r.all))
+	for s := range r.all {
+		sessions = append(sessions, s)
+		r.removeLocked(s)
+		s.closing.Store(true)
+	}
+	r.notifyLocked()
+	r.mu.Unlock()
+
+	r.logger.Info("draining upstream connections", "sessions", len(sessions))
+	var goAways sync.WaitGroup
+	for _, s := range sessions {
+		goAways.Go(func() {
+			if err := s.mux.GoAway(); err != nil {
+				r.logger.Debug("go away failed", "session", s.id, "error", err)
+			}
+			s.closeIdle()
+			// Close now if idle; otherwise the last Release closes it.
+			if s.active.Load() == 0 {
+				s.shut()
+			}
+		})
+	}
+	goAways.Wait()
+
+	for _, s := range sessions {
+		select {
+		case <-s.closed:
+		case <-ctx.Done():
+			for _, s := range sessions {
+				s.shut()
+			}
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Close closes every session at once.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	r.draining = true
+	sessions := make([]*Session, 0, len(r.all))
+	for s := range r.all {
+		sessions = append(sessions, s)
+	}
+	r.mu.Unlock()
+	for _, s := range sessions {
+		s.closing.Store(true)
+		s.shut()
+	}
+}
+
+// Draining reports whether Drain or Close has begun.
+func (r *Registry) Draining() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.draining
+}

@@ -1,0 +1,119 @@
+// Package upstreamtest is a minimal upstream agent for tests and
+// benchmarks. It speaks the real protocol — a WebSocket to the upstream
+// port carrying a yamux client session whose accepted streams are served
+// as HTTP/1.1 (HTTP endpoints) or raw byte streams (TCP endpoints) — but
+// none of the real agent's reconnecting or configuration.
+package upstreamtest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/pico-proxy/pico/internal/protocol"
+)
+
+// URL is the upstream URL an agent dials to register endpoint at the
+// upstream listener addr (host:port), with Pico's route.
+func URL(addr, endpoint string) string {
+	return "ws://" + addr + protocol.UpstreamPathPrefix + endpoint
+}
+
+// PikoURL is URL with Piko's route.
+func PikoURL(addr, endpoint string) string {
+	return "ws://" + addr + protocol.PikoUpstreamPathPrefix + endpoint
+}
+
+// Agent is one registered upstream connection.
+type Agent struct {
+	// Session is the agent's yamux client session.
+	Session *yamux.Session
+	server  *http.Server
+	closed  chan struct{}
+	once    sync.Once
+	streams sync.WaitGroup
+}
+
+// ServeHTTP registers at url and serves every stream the server opens as
+// one HTTP/1.1 connection handled by h. It returns once the server
+// answered 101: the endpoint is then registered.
+func ServeHTTP(ctx context.Context, url string, h http.Handler) (*Agent, error) {
+	a, err := dial(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	a.server = &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)}
+	go func() { _ = a.server.Serve(a.Session) }()
+	return a, nil
+}
+
+// ServeTCP registers at url and hands every stream the server opens to
+// serve (in its own goroutine), as a TCP agent would pipe it to its
+// service. serve must close the conn when done.
+func ServeTCP(ctx context.Context, url string, serve func(net.Conn)) (*Agent, error) {
+	a, err := dial(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := a.Session.Accept()
+			if err != nil {
+				return
+			}
+			a.streams.Go(func() { serve(c) })
+		}
+	}()
+	return a, nil
+}
+
+func dial(ctx context.Context, url string) (*Agent, error) {
+	conn, err := protocol.DialWebSocket(ctx, url, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	session, err := yamux.Client(protocol.CoalesceWrites(conn), protocol.YamuxConfig(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	a := &Agent{Session: session, closed: make(chan struct{})}
+	go func() {
+		<-session.CloseChan()
+		a.once.Do(func() { close(a.closed) })
+	}()
+	return a, nil
+}
+
+// Done is closed when the session ends (closed by either side).
+func (a *Agent) Done() <-chan struct{} { return a.closed }
+
+// GoAwayReceived reports whether the server sent yamux GoAway: the agent
+// may then open no stream.
+func (a *Agent) GoAwayReceived() bool {
+	s, err := a.Session.OpenStream()
+	if err == nil {
+		_ = s.Close()
+		return false
+	}
+	return errors.Is(err, yamux.ErrRemoteGoAway)
+}
+
+// Close ends the session.
+func (a *Agent) Close() error {
+	err := a.Session.Close()
+	<-a.closed
+	return err
+}
+
+// Echo serves a TCP stream by echoing it back.
+func Echo(c net.Conn) {
+	defer c.Close()
+	_, _ = io.Copy(c, c)
+}
