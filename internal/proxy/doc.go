@@ -1,0 +1,22 @@
+// Package proxy is the proxy port's HTTP handler. It finds the endpoint a
+// request is for (x-pico-endpoint / x-piko-endpoint header, else the first
+// label of Host), and routes it:
+//
+//   - to a local upstream: one yamux stream per request, on which the
+//     request is written as HTTP/1.1 and the response read back, both
+//     bodies streamed, with proxy.gateway_timeout bounding the wait for
+//     the response headers (504 after it);
+//   - else to another node that has an upstream (at most one hop), over a
+//     pooled keep-alive transport, signed through the Router so the
+//     receiving node can tell a member's forward from a forged one;
+//   - else, after a short bounded wait for an upstream to appear, 502.
+//
+// WebSocket upgrades pass through, and GET /_pico/v1/tcp/{endpoint}
+// (or /_piko/...) is a WebSocket whose byte stream is piped to a TCP
+// endpoint's upstream. Retries happen only when they are safe: when a
+// stream or connection could not be opened, before any byte reached an
+// upstream (or, for requests without a body and with an idempotent method,
+// when the upstream connection failed before any response byte arrived).
+// Every request gives one access-log line and is counted in the metrics.
+// All errors are JSON {"error": "..."}.
+package proxy

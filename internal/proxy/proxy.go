@@ -1,0 +1,437 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/upstream"
+)
+
+// Options configures a Proxy.
+type Options struct {
+	// Registry holds this node's upstreams. Required.
+	Registry *upstream.Registry
+	// Router reaches other nodes; nil means this node is alone.
+	Router Router
+	// LocalID is this node's ID (access log).
+	LocalID string
+	// GatewayTimeout bounds the wait for an upstream's response headers;
+	// after it the client gets 504.
+	GatewayTimeout time.Duration
+	// UpstreamWait bounds how long a request for an endpoint with no
+	// upstream anywhere waits for one to appear (e.g. an agent
+	// reconnecting after its node drained) before 502. Zero answers at
+	// once (a pending registration is still waited for).
+	UpstreamWait time.Duration
+	// OneRequestPerStream disables HTTP keep-alive on upstream streams:
+	// every request then opens a stream and asks the agent to close it
+	// after the response ("Connection: close").
+	OneRequestPerStream bool
+	// Metrics receives the proxy's metrics; nil means none.
+	Metrics prometheus.Registerer
+	// Logger receives the access log and errors.
+	Logger *slog.Logger
+}
+
+// DefaultUpstreamWait is the UpstreamWait used by the server.
+const DefaultUpstreamWait = 3 * time.Second
+
+// maxAttempts bounds the upstreams and nodes one request is tried on.
+const maxAttempts = 3
+
+// forwardDialTimeout bounds connecting to another node.
+const forwardDialTimeout = 3 * time.Second
+
+// Proxy is the proxy port's http.Handler.
+type Proxy struct {
+	registry       *upstream.Registry
+	router         Router
+	localID        string
+	gatewayTimeout time.Duration
+	upstreamWait   time.Duration
+	reuseStreams   bool
+	logger         *slog.Logger
+	metrics        *metrics
+
+	reverse   *httputil.ReverseProxy
+	forwarder *http.Transport
+
+	inFlight atomic.Int64
+	draining atomic.Bool
+	idle     chan struct{}
+}
+
+// New returns a Proxy.
+func New(opts Options) *Proxy {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.GatewayTimeout <= 0 {
+		opts.GatewayTimeout = 15 * time.Second
+	}
+	logger := opts.Logger.With("subsystem", "proxy")
+	p := &Proxy{
+		registry:       opts.Registry,
+		router:         opts.Router,
+		localID:        opts.LocalID,
+		gatewayTimeout: opts.GatewayTimeout,
+		upstreamWait:   opts.UpstreamWait,
+		reuseStreams:   !opts.OneRequestPerStream,
+		logger:         logger,
+		metrics:        newMetrics(opts.Metrics),
+		idle:           make(chan struct{}, 1),
+	}
+	dialer := &net.Dialer{Timeout: forwardDialTimeout, KeepAlive: 30 * time.Second}
+	p.forwarder = &http.Transport{
+		DialContext:         dialer.DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     30 * time.Second,
+		// The peer answers 504 itself after the gateway timeout; this
+		// is the backstop for a peer that hangs.
+		ResponseHeaderTimeout: opts.GatewayTimeout + 2*time.Second,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
+	}
+	p.reverse = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    &transport{p: p},
+		BufferPool:   copyBuffers,
+		ErrorHandler: p.answerError,
+		ErrorLog:     slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	return p
+}
+
+// ServeHTTP proxies r to its endpoint's upstream.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ex := &exchange{ResponseWriter: w}
+	p.begin()
+	defer func() {
+		v := recover()
+		if v != nil && ex.status == 0 {
+			ex.status = statusClientClosedRequest
+		}
+		p.end(ex, r, start)
+		if v != nil {
+			panic(v) // http.ErrAbortHandler from the reverse proxy: abort the connection
+		}
+	}()
+
+	p.acceptForwarding(ex, r)
+
+	if isReserved(r.URL.Path) {
+		id, ok := protocol.EndpointFromPath(r.URL.Path, protocol.TCPPathPrefix, protocol.PikoTCPPathPrefix)
+		if !ok {
+			p.fail(ex, http.StatusNotFound, fmt.Sprintf("%s is reserved for Pico (TCP endpoints: GET %s{endpoint} as a WebSocket)", r.URL.Path, protocol.TCPPathPrefix))
+			return
+		}
+		if err := protocol.ValidateEndpointID(id); err != nil {
+			p.fail(ex, http.StatusBadRequest, err.Error())
+			return
+		}
+		ex.endpoint = id
+		p.serveTCP(ex, r)
+		return
+	}
+
+	id, err := protocol.EndpointFromRequest(r)
+	if err != nil {
+		p.fail(ex, http.StatusBadRequest, err.Error())
+		return
+	}
+	ex.endpoint = id
+	if r.ContentLength != 0 {
+		// Stream the response while the request body is still arriving
+		// (otherwise net/http consumes the body before the first
+		// response byte).
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
+	p.reverse.ServeHTTP(ex, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
+}
+
+func isReserved(path string) bool {
+	return strings.HasPrefix(path, protocol.ReservedPathPrefix) || strings.HasPrefix(path, protocol.PikoReservedPathPrefix)
+}
+
+// acceptForwarding verifies a forwarded request and strips every
+// forwarding header, so that neither the upstream nor this node's routing
+// ever trusts one a client sent.
+func (p *Proxy) acceptForwarding(ex *exchange, r *http.Request) {
+	found := false
+	for k := range r.Header {
+		if strings.HasPrefix(k, forwardHeaderPrefix) || k == PikoForwardHeader {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	if p.router != nil && r.Header.Get(ForwardedByHeader) != "" {
+		from, err := p.router.VerifyForward(r)
+		if err == nil {
+			ex.forwardedBy = from
+			p.metrics.forwarded.WithLabelValues("in").Inc()
+		} else {
+			p.logger.Warn("rejected forwarding headers", "remote_addr", r.RemoteAddr, "error", err)
+		}
+	}
+	for k := range r.Header {
+		if strings.HasPrefix(k, forwardHeaderPrefix) || k == PikoForwardHeader {
+			delete(r.Header, k)
+		}
+	}
+}
+
+// rewrite builds the outgoing request: Host kept, X-Forwarded-* set.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	in, out := pr.In, pr.Out
+	ex := exchangeFrom(in.Context())
+	out.URL.Scheme = "http"
+	out.URL.Host = in.Host
+	out.Host = in.Host
+	// The body is read (and 100 Continue sent to the client) as soon as
+	// the request is proxied; the upstream must not wait for one.
+	delete(out.Header, "Expect")
+	if ex.forwardedBy != "" {
+		// The member that forwarded the request already set them.
+		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+			if v, ok := in.Header[h]; ok {
+				out.Header[h] = v
+			}
+		}
+		return
+	}
+	clientIP, _, err := net.SplitHostPort(in.RemoteAddr)
+	if err != nil {
+		clientIP = in.RemoteAddr
+	}
+	if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
+		clientIP = strings.Join(prior, ", ") + ", " + clientIP
+	}
+	out.Header["X-Forwarded-For"] = []string{clientIP}
+	if in.TLS != nil {
+		out.Header["X-Forwarded-Proto"] = []string{"https"}
+	} else {
+		out.Header["X-Forwarded-Proto"] = []string{"http"}
+	}
+	out.Header["X-Forwarded-Host"] = []string{in.Host}
+}
+
+// answerError is the reverse proxy's error handler.
+func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
+	p.writeError(w, exchangeFrom(r.Context()), err)
+}
+
+// writeError answers err as JSON with the status classify gives it.
+func (p *Proxy) writeError(w http.ResponseWriter, ex *exchange, err error) {
+	status := classify(err)
+	if status == statusClientClosedRequest {
+		ex.status = status
+		return
+	}
+	var noUpstream *noUpstreamError
+	var busy *busyError
+	if ex.forwardedBy != "" && (errors.As(err, &noUpstream) || errors.As(err, &busy)) {
+		// Nothing reached an upstream here: the forwarding node may try
+		// another node.
+		w.Header().Set(NoUpstreamHeader, "1")
+	}
+	if status == http.StatusBadGateway && noUpstream == nil {
+		p.logger.Warn("upstream failed", "endpoint", ex.endpoint, "node", ex.node, "upstream", ex.upstream, "error", err)
+	}
+	protocol.WriteError(w, status, err.Error())
+}
+
+func (p *Proxy) fail(ex *exchange, status int, msg string) {
+	protocol.WriteError(ex, status, msg)
+}
+
+// route finds where ex's request goes: a leased local session (the caller
+// must Release it) or a remote node. It waits for a pending registration,
+// and up to UpstreamWait for an upstream to appear anywhere.
+func (p *Proxy) route(ctx context.Context, ex *exchange) (*upstream.Session, cluster.Node, error) {
+	var deadline time.Time
+	for {
+		localChanged := p.registry.Changed()
+		var remoteChanged <-chan struct{}
+		if p.router != nil {
+			remoteChanged = p.router.Changed()
+		}
+		avail := upstream.None
+		if !ex.remoteOnly {
+			var s *upstream.Session
+			s, avail = p.registry.Acquire(ex.endpoint, ex.triedSessions...)
+			if s != nil {
+				ex.routed = true
+				return s, cluster.Node{}, nil
+			}
+		}
+		switch {
+		case avail == upstream.Pending:
+			// An agent is being told it is registered: wait for it.
+			if err := p.wait(ctx, localChanged, remoteChanged, time.Time{}); err != nil {
+				return nil, cluster.Node{}, err
+			}
+			continue
+		case ex.forwardedBy != "":
+			if avail == upstream.Busy {
+				return nil, cluster.Node{}, &busyError{endpoint: ex.endpoint}
+			}
+			return nil, cluster.Node{}, &noUpstreamError{endpoint: ex.endpoint}
+		}
+		if p.router != nil {
+			if node, ok := p.router.PickRemote(ex.endpoint, ex.triedNodes...); ok {
+				ex.routed = true
+				return nil, node, nil
+			}
+		}
+		if avail == upstream.Busy {
+			ex.routed = true
+			return nil, cluster.Node{}, &busyError{endpoint: ex.endpoint}
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(p.upstreamWait)
+		}
+		if err := p.wait(ctx, localChanged, remoteChanged, deadline); err != nil {
+			if errors.Is(err, errWaitExpired) {
+				return nil, cluster.Node{}, &noUpstreamError{endpoint: ex.endpoint}
+			}
+			return nil, cluster.Node{}, err
+		}
+	}
+}
+
+var errWaitExpired = errors.New("wait expired")
+
+// wait blocks until a routing change, the deadline (if any) or the end of
+// ctx.
+func (p *Proxy) wait(ctx context.Context, local, remote <-chan struct{}, deadline time.Time) error {
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return errWaitExpired
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-local:
+		return nil
+	case <-remote:
+		return nil
+	case <-expired:
+		return errWaitExpired
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (p *Proxy) begin() {
+	p.inFlight.Add(1)
+	p.metrics.inFlight.Inc()
+}
+
+// end records the request: metrics, in-flight count and the access log.
+func (p *Proxy) end(ex *exchange, r *http.Request, start time.Time) {
+	elapsed := time.Since(start)
+	status := ex.status
+	if status == 0 {
+		if r.Context().Err() != nil {
+			status = statusClientClosedRequest
+		} else {
+			status = http.StatusOK
+		}
+	}
+	label := ""
+	if ex.routed {
+		label = ex.endpoint
+	}
+	p.metrics.requests.WithLabelValues(label, p.metrics.status(status)).Inc()
+	p.metrics.duration.Observe(elapsed.Seconds())
+	p.metrics.inFlight.Dec()
+
+	if p.logger.Enabled(r.Context(), slog.LevelInfo) {
+		attrs := []slog.Attr{
+			slog.String("method", r.Method),
+			slog.String("host", r.Host),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", status),
+			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+			slog.String("endpoint", ex.endpoint),
+			slog.String("upstream_node", ex.node),
+			slog.String("upstream", ex.upstream),
+			slog.String("remote_addr", r.RemoteAddr),
+		}
+		if ex.forwardedBy != "" {
+			attrs = append(attrs, slog.String("forwarded_by", ex.forwardedBy))
+		}
+		p.logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	}
+
+	if p.inFlight.Add(-1) == 0 && p.draining.Load() {
+		select {
+		case p.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// InFlight returns the number of requests and tunnels being served.
+func (p *Proxy) InFlight() int64 { return p.inFlight.Load() }
+
+// WaitIdle waits until no request or tunnel is in flight (hijacked
+// WebSocket and TCP tunnels included, which http.Server.Shutdown does not
+// track) or ctx ends.
+func (p *Proxy) WaitIdle(ctx context.Context) error {
+	p.draining.Store(true)
+	for p.inFlight.Load() > 0 {
+		select {
+		case <-p.idle:
+		case <-ctx.Done():
+			return fmt.Errorf("%d requests still in flight: %w", p.inFlight.Load(), ctx.Err())
+		}
+	}
+	return nil
+}
+
+// CloseIdleConnections closes idle pooled connections to other nodes.
+func (p *Proxy) CloseIdleConnections() { p.forwarder.CloseIdleConnections() }
+
+// copyBuffers is the reverse proxy's pool of body copy buffers.
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ pool sync.Pool }
+
+const copyBufferSize = 32 << 10
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.pool.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, copyBufferSize)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == copyBufferSize {
+		buf = buf[:copyBufferSize]
+		b.pool.Put(&buf)
+	}
+}

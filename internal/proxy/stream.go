@@ -1,0 +1,338 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/pico-proxy/pico/internal/upstream"
+)
+
+// abortDrainTimeout bounds how long an abandoned stream is drained (so the
+// agent's blocked writes finish and it notices the close).
+const abortDrainTimeout = 5 * time.Second
+
+// longAgo is a deadline in the past: it unblocks a stream's pending reads.
+var longAgo = time.Unix(1, 0)
+
+// roundTripLocal sends req over a new stream of the leased session s and
+// reads the response head. On success the response body owns the stream
+// and the lease. retry reports that the failure is safe to retry on
+// another upstream.
+func (p *Proxy) roundTripLocal(req *http.Request, ex *exchange, s *upstream.Session) (resp *http.Response, err error, retry bool) {
+	stream, reused, err := s.OpenReusable()
+	if err != nil {
+		s.Release()
+		return nil, &upstreamError{err: err}, true
+	}
+	ex.node = p.localID
+	ex.upstream = s.RemoteAddr()
+	if ex.attempts > 1 {
+		// An earlier attempt went to another node and was signed.
+		for k := range req.Header {
+			if len(k) >= len(forwardHeaderPrefix) && k[:len(forwardHeaderPrefix)] == forwardHeaderPrefix {
+				delete(req.Header, k)
+			}
+		}
+	}
+
+	upgrade := req.Header.Get("Upgrade") != ""
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	chunked := hasBody && req.ContentLength < 0
+	c := &streamConn{stream: stream, session: s, keepAlive: p.reuseStreams && !upgrade, hasBody: hasBody}
+
+	bw := getWriter(stream)
+	writeRequestHead(bw, req, chunked, !c.keepAlive && !upgrade)
+	err = bw.Flush()
+	putWriter(bw)
+	if err != nil {
+		c.finish(false)
+		return nil, &upstreamError{err: err}, nothingSent(err) || idempotent(req)
+	}
+	if hasBody {
+		go c.writeBody(req.Body, chunked)
+	}
+
+	ctx := req.Context()
+	c.stopAbort = context.AfterFunc(ctx, func() { _ = stream.SetReadDeadline(longAgo) })
+	_ = stream.SetReadDeadline(time.Now().Add(p.gatewayTimeout))
+	c.br = getReader(c)
+	resp, err = readResponse(c.br, req)
+	if err != nil {
+		received := c.received
+		c.finish(false)
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx), false
+		}
+		if bodyErr := c.bodyErr.Load(); bodyErr != nil {
+			return nil, &upstreamError{err: fmt.Errorf("reading the request body: %w", *bodyErr)}, false
+		}
+		if errors.Is(err, yamux.ErrTimeout) {
+			return nil, &gatewayTimeoutError{timeout: p.gatewayTimeout}, false
+		}
+		// The session failed, or the agent closed a reused stream, before
+		// any response byte: a replayable request may go elsewhere.
+		if reused && received == 0 {
+			p.logger.Debug("reused stream closed by the agent", "endpoint", ex.endpoint, "error", err)
+		}
+		return nil, &upstreamError{err: err}, received == 0 && idempotent(req)
+	}
+	_ = stream.SetReadDeadline(time.Time{})
+	if resp.Close {
+		c.keepAlive = false
+	}
+
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		ex.status = http.StatusSwitchingProtocols
+		resp.Body = &upgradedStream{c: c}
+		return resp, nil, false
+	}
+	resp.Body = &streamBody{body: resp.Body, c: c}
+	return resp, nil, false
+}
+
+// readResponse reads the response to req, skipping informational (1xx)
+// answers other than 101.
+func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue
+		}
+		return resp, nil
+	}
+}
+
+// writeRequestHead writes the HTTP/1.1 request line and headers of req.
+// Framing headers are written from req's body: Content-Length, or
+// chunked transfer encoding when the length is unknown.
+func writeRequestHead(bw *bufio.Writer, req *http.Request, chunked, closeConn bool) {
+	bw.WriteString(req.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(req.URL.RequestURI())
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(req.Host)
+	bw.WriteString("\r\n")
+	exclude := headHeadersWrittenHere
+	if ua, ok := req.Header["User-Agent"]; ok && len(ua) == 1 && ua[0] == "" {
+		// The reverse proxy's way of saying "send no User-Agent".
+		exclude = headHeadersWrittenHereNoUA
+	}
+	_ = req.Header.WriteSubset(bw, exclude)
+	switch {
+	case chunked:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case req.ContentLength > 0:
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), req.ContentLength, 10))
+		bw.WriteString("\r\n")
+	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	if closeConn {
+		// One request per stream: the agent closes its side after the
+		// response, which completes the stream's close at once.
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+var (
+	headHeadersWrittenHere = map[string]bool{
+		"Host":              true,
+		"Content-Length":    true,
+		"Transfer-Encoding": true,
+		"Trailer":           true,
+	}
+	headHeadersWrittenHereNoUA = map[string]bool{
+		"Host":              true,
+		"Content-Length":    true,
+		"Transfer-Encoding": true,
+		"Trailer":           true,
+		"User-Agent":        true,
+	}
+)
+
+// streamConn is one proxied request's stream with its lease.
+type streamConn struct {
+	stream   *yamux.Stream
+	session  *upstream.Session
+	br       *bufio.Reader
+	received int64
+	// bodyErr is set when the request body could not be read from the
+	// client; bodySent once it was written completely.
+	bodyErr   atomic.Pointer[error]
+	bodySent  atomic.Bool
+	hasBody   bool
+	keepAlive bool
+	stopAbort func() bool
+	once      sync.Once
+}
+
+// Read reads from the stream, counting bytes (a retry is safe only if no
+// response byte arrived).
+func (c *streamConn) Read(p []byte) (int, error) {
+	n, err := c.stream.Read(p)
+	c.received += int64(n)
+	return n, err
+}
+
+// finish ends the exchange on the stream once: after a complete exchange
+// the stream is kept for another request (keep-alive) or closed;
+// otherwise it is abandoned (drained in the background so the agent's
+// writes do not stall). Then the lease is released.
+func (c *streamConn) finish(complete bool) {
+	c.once.Do(func() {
+		if c.stopAbort != nil && !c.stopAbort() {
+			complete = false // the client went away meanwhile
+		}
+		switch {
+		case !complete:
+			_ = c.stream.Close()
+			go drain(c.stream)
+		case c.keepAlive && (!c.hasBody || c.bodySent.Load()) && c.br.Buffered() == 0:
+			c.session.PutIdle(c.stream)
+		default:
+			_ = c.stream.Close()
+		}
+		if complete {
+			putReader(c.br)
+		}
+		c.session.Release()
+	})
+}
+
+func drain(stream *yamux.Stream) {
+	_ = stream.SetReadDeadline(time.Now().Add(abortDrainTimeout))
+	_, _ = io.Copy(io.Discard, stream)
+}
+
+// writeBody streams the request body to the upstream: each read from the
+// client becomes one write (one yamux frame), so uploads stream.
+func (c *streamConn) writeBody(body io.Reader, chunked bool) {
+	bufp := bodyBuffers.Get().(*[]byte)
+	defer bodyBuffers.Put(bufp)
+	buf := *bufp
+	data := buf[chunkHeaderRoom : len(buf)-2]
+	for {
+		n, rerr := body.Read(data)
+		if n > 0 {
+			frame := buf[chunkHeaderRoom : chunkHeaderRoom+n]
+			if chunked {
+				var size [16]byte
+				hdr := append(strconv.AppendInt(size[:0], int64(n), 16), '\r', '\n')
+				start := chunkHeaderRoom - len(hdr)
+				copy(buf[start:], hdr)
+				buf[chunkHeaderRoom+n] = '\r'
+				buf[chunkHeaderRoom+n+1] = '\n'
+				frame = buf[start : chunkHeaderRoom+n+2]
+			}
+			if _, err := c.stream.Write(frame); err != nil {
+				return // the stream ended; the response side reports it
+			}
+		}
+		if rerr == io.EOF {
+			if chunked {
+				if _, err := c.stream.Write([]byte("0\r\n\r\n")); err != nil {
+					return
+				}
+			}
+			c.bodySent.Store(true)
+			return
+		}
+		if rerr != nil {
+			// The client's body broke: the upstream got a truncated
+			// request, so abandon the exchange.
+			c.bodyErr.Store(&rerr)
+			_ = c.stream.SetReadDeadline(longAgo)
+			return
+		}
+	}
+}
+
+const chunkHeaderRoom = 18 // hex length of a 64-bit size plus CRLF
+
+var bodyBuffers = sync.Pool{New: func() any {
+	b := make([]byte, chunkHeaderRoom+copyBufferSize+2)
+	return &b
+}}
+
+// streamBody is a response body read from a stream; at EOF or Close it
+// finishes the stream.
+type streamBody struct {
+	body io.ReadCloser
+	c    *streamConn
+	done bool
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.body.Read(p)
+	if err == io.EOF {
+		b.done = true
+		b.c.finish(true)
+	}
+	return n, err
+}
+
+func (b *streamBody) Close() error {
+	if !b.done {
+		b.done = true
+		// Closing the inner body would read the rest of the response;
+		// abandon the stream instead.
+		b.c.finish(false)
+	}
+	return nil
+}
+
+// upgradedStream is the connection after a 101: buffered bytes first,
+// then the stream.
+type upgradedStream struct{ c *streamConn }
+
+func (u *upgradedStream) Read(p []byte) (int, error)  { return u.c.br.Read(p) }
+func (u *upgradedStream) Write(p []byte) (int, error) { return u.c.stream.Write(p) }
+func (u *upgradedStream) Close() error {
+	u.c.finish(false)
+	return nil
+}
+
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
+
+func getReader(r io.Reader) *bufio.Reader {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readers.Put(br)
+}
+
+func getWriter(w io.Writer) *bufio.Writer {
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
+func putWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	writers.Put(bw)
+}

@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/pico-proxy/pico/internal/protocol"
+)
+
+// serveTCP serves GET /_pico/v1/tcp/{endpoint}: a WebSocket whose byte
+// stream is piped to a stream of the endpoint's upstream. Without a local
+// upstream the upgrade is forwarded to a node that has one, which pipes
+// it in turn.
+func (p *Proxy) serveTCP(ex *exchange, r *http.Request) {
+	if !isWebSocketUpgrade(r) {
+		p.fail(ex, http.StatusBadRequest, "the TCP route is a WebSocket: send GET with Connection: Upgrade and Upgrade: websocket")
+		return
+	}
+	ctx := r.Context()
+	for {
+		session, node, err := p.route(ctx, ex)
+		if err != nil {
+			p.writeError(ex, ex, err)
+			return
+		}
+		ex.attempts++
+		if session == nil {
+			ex.firstNode = &node
+			ex.remoteOnly = true
+			p.reverse.ServeHTTP(ex, r.WithContext(context.WithValue(ctx, exchangeKey{}, ex)))
+			return
+		}
+		stream, err := session.Open()
+		if err != nil {
+			session.Release()
+			if ex.attempts < maxAttempts {
+				ex.triedSessions = append(ex.triedSessions, session)
+				continue
+			}
+			p.writeError(ex, ex, &upstreamError{err: err})
+			return
+		}
+		ex.node = p.localID
+		ex.upstream = session.RemoteAddr()
+		conn, err := protocol.AcceptWebSocket(ex, r)
+		if err != nil {
+			// The WebSocket library has answered the client.
+			_ = stream.Close()
+			session.Release()
+			return
+		}
+		pipeTCP(conn, stream)
+		session.Release()
+		return
+	}
+}
+
+// pipeTCP copies between the client's WebSocket and the upstream stream
+// until either side ends, then closes both.
+func pipeTCP(ws net.Conn, stream *yamux.Stream) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := copyBuffers.Get()
+		defer copyBuffers.Put(buf)
+		_, _ = io.CopyBuffer(stream, ws, buf)
+		// The client left (a WebSocket has no half close): stop the
+		// other direction too.
+		_ = stream.SetReadDeadline(longAgo)
+	}()
+	buf := copyBuffers.Get()
+	_, _ = io.CopyBuffer(ws, stream, buf)
+	copyBuffers.Put(buf)
+	_ = stream.Close()
+	_ = ws.Close()
+	<-done
+	go drain(stream)
+}
+
+func isWebSocketUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet &&
+		headerContainsToken(r.Header, "Connection", "upgrade") &&
+		strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+func headerContainsToken(h http.Header, name, token string) bool {
+	for _, v := range h[name] {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/upstream"
+)
+
+// transport is the reverse proxy's RoundTripper: it routes each request to
+// a local upstream stream or another node and retries where that is safe.
+type transport struct{ p *Proxy }
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	p := t.p
+	ctx := req.Context()
+	ex := exchangeFrom(ctx)
+	var body *guardedBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &guardedBody{rc: req.Body}
+		req.Body = body
+	}
+	for {
+		var (
+			session *upstream.Session
+			node    cluster.Node
+			err     error
+		)
+		if ex.firstNode != nil {
+			node, ex.firstNode = *ex.firstNode, nil
+		} else {
+			session, node, err = p.route(ctx, ex)
+			if err != nil {
+				return nil, err
+			}
+		}
+		ex.attempts++
+		canRetry := ex.attempts < maxAttempts
+
+		if session != nil {
+			resp, err, retry := p.roundTripLocal(req, ex, session)
+			if err == nil {
+				return resp, nil
+			}
+			if retry && canRetry && body.reusable() {
+				p.logger.Debug("retrying on another upstream", "endpoint", ex.endpoint, "error", err)
+				ex.triedSessions = append(ex.triedSessions, session)
+				if body != nil {
+					body = body.next()
+					req.Body = body
+				}
+				continue
+			}
+			return nil, err
+		}
+
+		resp, err, retry := p.forward(req, ex, node)
+		if retry && canRetry && body.reusable() {
+			p.logger.Debug("retrying on another node", "endpoint", ex.endpoint, "node", node.ID, "error", err)
+			if resp != nil {
+				_ = resp.Body.Close()
+			}
+			ex.triedNodes = append(ex.triedNodes, node.ID)
+			if body != nil {
+				body = body.next()
+				req.Body = body
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		resp.Header.Del(NoUpstreamHeader)
+		return resp, nil
+	}
+}
+
+// forward sends req to node. retry reports that nothing reached the
+// node's upstream (connection refused, or the node answered that it has
+// no upstream for the endpoint), so that another node may be tried.
+func (p *Proxy) forward(req *http.Request, ex *exchange, node cluster.Node) (resp *http.Response, err error, retry bool) {
+	req.URL.Scheme = "http"
+	req.URL.Host = node.ProxyAddr
+	// The receiving node finds the endpoint the same way for every route
+	// (the TCP route names it in the path, not in a header).
+	req.Header.Set(protocol.EndpointHeader, ex.endpoint)
+	p.router.SignForward(req)
+	p.metrics.forwarded.WithLabelValues("out").Inc()
+	ex.node = node.ID
+	ex.upstream = node.ProxyAddr
+
+	resp, err = p.forwarder.RoundTrip(req)
+	if err != nil {
+		if ctxErr := req.Context().Err(); ctxErr != nil {
+			return nil, ctxErr, false
+		}
+		if isDialError(err) {
+			return nil, &upstreamError{err: err}, true
+		}
+		if classify(err) == http.StatusGatewayTimeout {
+			return nil, &gatewayTimeoutError{timeout: p.gatewayTimeout}, false
+		}
+		// The node failed before answering (it may have died): a
+		// replayable request can go elsewhere.
+		return nil, &upstreamError{err: err}, idempotent(req)
+	}
+	if resp.StatusCode == http.StatusBadGateway && resp.Header.Get(NoUpstreamHeader) != "" {
+		return resp, nil, true
+	}
+	return resp, nil, false
+}
+
+// guardedBody wraps a request body so that a retry can prove no byte of
+// it was consumed by the failed attempt, and so that the failed attempt
+// (whose transport may still hold the body) can no longer read it.
+// Close is a no-op: the server closes the real body.
+type guardedBody struct {
+	mu     sync.Mutex
+	rc     io.ReadCloser
+	read   int64
+	sealed bool
+}
+
+var errBodySealed = errors.New("request body handed to a later attempt")
+
+func (g *guardedBody) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.sealed {
+		return 0, errBodySealed
+	}
+	n, err := g.rc.Read(p)
+	g.read += int64(n)
+	return n, err
+}
+
+func (g *guardedBody) Close() error { return nil }
+
+// reusable reports whether no byte was read, sealing the body against
+// further reads by the attempt that held it. A nil body is reusable.
+func (g *guardedBody) reusable() bool {
+	if g == nil {
+		return true
+	}
+	if !g.mu.TryLock() {
+		return false // a read is in progress
+	}
+	defer g.mu.Unlock()
+	if g.read > 0 {
+		return false
+	}
+	g.sealed = true
+	return true
+}
+
+// next returns the body for the following attempt.
+func (g *guardedBody) next() *guardedBody {
+	return &guardedBody{rc: g.rc}
+}
