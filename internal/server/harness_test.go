@@ -1,0 +1,201 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/logging"
+	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
+)
+
+// testServer is a server on loopback with every port chosen by the kernel.
+type testServer struct {
+	*Server
+	t    *testing.T
+	logs *syncBuffer
+}
+
+type serverSetup struct {
+	cfg  func(*config.Server)
+	opts []Option
+}
+
+func testConfig() *config.Server {
+	cfg := config.DefaultServer()
+	cfg.Proxy.BindAddr = "127.0.0.1:0"
+	cfg.Upstream.BindAddr = "127.0.0.1:0"
+	cfg.Admin.BindAddr = "127.0.0.1:0"
+	cfg.Gossip.BindAddr = "127.0.0.1:0"
+	cfg.Server.GracefulShutdownTimeout = 20 * time.Second
+	return cfg
+}
+
+func startServer(t *testing.T, setup serverSetup) *testServer {
+	t.Helper()
+	cfg := testConfig()
+	if setup.cfg != nil {
+		setup.cfg(cfg)
+	}
+	logs := &syncBuffer{}
+	logger := logging.New(logs, slog.LevelInfo, nil)
+	opts := append([]Option{WithShutdownGrace(0), WithUpstreamWait(0)}, setup.opts...)
+	srv, err := New(cfg, logger, opts...)
+	require.NoError(t, err)
+	require.NoError(t, srv.Start(context.Background()))
+	t.Cleanup(func() {
+		_ = srv.Shutdown(context.Background())
+		if t.Failed() {
+			t.Logf("server %s logs:\n%s", srv.ID(), logs.String())
+		}
+	})
+	return &testServer{Server: srv, t: t, logs: logs}
+}
+
+// proxyURL is the proxy port's URL for path.
+func (s *testServer) proxyURL(path string) string { return "http://" + s.Addrs().Proxy + path }
+
+// adminURL is the admin port's URL for path.
+func (s *testServer) adminURL(path string) string { return "http://" + s.Addrs().Admin + path }
+
+// agent registers an HTTP agent for endpoint serving h.
+func (s *testServer) agent(endpoint string, h http.Handler) *upstreamtest.Agent {
+	s.t.Helper()
+	a, err := upstreamtest.ServeHTTP(context.Background(), upstreamtest.URL(s.Addrs().Upstream, endpoint), h)
+	require.NoError(s.t, err)
+	s.t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
+// get sends GET path for endpoint (x-pico-endpoint header).
+func (s *testServer) get(endpoint, path string) *http.Response {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.proxyURL(path), nil)
+	require.NoError(s.t, err)
+	req.Header.Set("X-Pico-Endpoint", endpoint)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(s.t, err)
+	s.t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp
+}
+
+// getJSON GETs an admin path and decodes the answer.
+func (s *testServer) getJSON(path string, v any) int {
+	s.t.Helper()
+	resp, err := http.Get(s.adminURL(path))
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	require.Equal(s.t, "application/json", resp.Header.Get("Content-Type"))
+	require.NoError(s.t, json.NewDecoder(resp.Body).Decode(v))
+	return resp.StatusCode
+}
+
+func readAll(t *testing.T, r io.Reader) string {
+	t.Helper()
+	b, err := io.ReadAll(r)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// requireJSONError checks a Pico error answer.
+func requireJSONError(t *testing.T, resp *http.Response, status int, contains string) {
+	t.Helper()
+	require.Equal(t, status, resp.StatusCode)
+	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	var body struct {
+		Error string `json:"error"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	require.Contains(t, body.Error, contains)
+}
+
+// echo is an upstream answering a JSON description of the request.
+type echoed struct {
+	Method string              `json:"method"`
+	Path   string              `json:"path"`
+	Query  string              `json:"query"`
+	Host   string              `json:"host"`
+	Header map[string][]string `json:"header"`
+	Body   string              `json:"body"`
+	Name   string              `json:"name"`
+}
+
+func echoHandler(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Upstream", name)
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(echoed{
+			Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host,
+			Header: r.Header, Body: string(body), Name: name,
+		})
+	})
+}
+
+func decodeEcho(t *testing.T, resp *http.Response) echoed {
+	t.Helper()
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "body: %s", peek(resp))
+	var e echoed
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&e))
+	return e
+}
+
+func peek(resp *http.Response) string {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
+	return string(b)
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the decoded JSON log records whose msg is msg.
+func (b *syncBuffer) records(msg string) []map[string]any {
+	var out []map[string]any
+	for _, line := range strings.Split(b.String(), "\n") {
+		if line == "" {
+			continue
+		}
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// rawRequest sends raw bytes to addr and returns the connection.
+func rawConn(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}

@@ -1,0 +1,424 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
+)
+
+func TestRequestReachesUpstreamIntact(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	s.agent("my-endpoint", echoHandler("a"))
+
+	for name, route := range map[string]func(*http.Request){
+		"x-pico-endpoint": func(r *http.Request) { r.Header.Set("X-Pico-Endpoint", "my-endpoint") },
+		"x-piko-endpoint": func(r *http.Request) { r.Header.Set("X-Piko-Endpoint", "my-endpoint") },
+		"host":            func(r *http.Request) { r.Host = "my-endpoint.example.com" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, s.proxyURL("/some/path?a=1&b=two%20words"), strings.NewReader("hello body"))
+			require.NoError(t, err)
+			route(req)
+			req.Header.Set("X-Custom", "v1")
+			req.Header.Add("X-Custom", "v2")
+			req.Header.Set("Authorization", "Bearer secret-token")
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+
+			require.Equal(t, "a", resp.Header.Get("X-Upstream"), "response headers pass back")
+			e := decodeEcho(t, resp)
+			require.Equal(t, http.MethodPost, e.Method)
+			require.Equal(t, "/some/path", e.Path)
+			require.Equal(t, "a=1&b=two%20words", e.Query)
+			require.Equal(t, "hello body", e.Body)
+			require.Equal(t, []string{"v1", "v2"}, e.Header["X-Custom"])
+			require.Equal(t, []string{"Bearer secret-token"}, e.Header["Authorization"])
+			require.Equal(t, []string{"127.0.0.1"}, e.Header["X-Forwarded-For"])
+			require.Equal(t, []string{"http"}, e.Header["X-Forwarded-Proto"])
+			if name == "host" {
+				require.Equal(t, "my-endpoint.example.com", e.Host)
+			}
+		})
+	}
+}
+
+func TestXForwardedForIsAppended(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	s.agent("ep", echoHandler("a"))
+	req, err := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Pico-Endpoint", "ep")
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	e := decodeEcho(t, resp)
+	require.Equal(t, []string{"203.0.113.7, 127.0.0.1"}, e.Header["X-Forwarded-For"])
+	require.Equal(t, []string{"http"}, e.Header["X-Forwarded-Proto"], "the client does not choose the scheme Pico saw")
+}
+
+func TestPikoAgentRoute(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	a, err := upstreamtest.ServeHTTP(context.Background(), upstreamtest.PikoURL(s.Addrs().Upstream, "legacy"), echoHandler("piko"))
+	require.NoError(t, err)
+	defer a.Close()
+	resp := s.get("legacy", "/x")
+	require.Equal(t, "piko", decodeEcho(t, resp).Name)
+}
+
+func TestStreamingBothWays(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	release := make(chan struct{})
+	s.agent("stream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		require.NoError(t, rc.EnableFullDuplex())
+		// Echo each request body line as soon as it arrives, and finish
+		// only when the test says so.
+		w.WriteHeader(http.StatusOK)
+		_ = rc.Flush()
+		sc := bufio.NewScanner(r.Body)
+		for sc.Scan() {
+			fmt.Fprintf(w, "got %s\n", sc.Text())
+			_ = rc.Flush()
+		}
+		<-release
+		fmt.Fprintln(w, "end")
+	}))
+
+	body, bodyW := io.Pipe()
+	req, err := http.NewRequest(http.MethodPost, s.proxyURL("/"), body)
+	require.NoError(t, err)
+	req.Header.Set("X-Pico-Endpoint", "stream")
+	respc := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			respc <- resp
+		}
+		close(respc)
+	}()
+	_, err = bodyW.Write([]byte("one\n"))
+	require.NoError(t, err)
+	resp := <-respc
+	require.NotNil(t, resp)
+	defer resp.Body.Close()
+	lines := bufio.NewReader(resp.Body)
+
+	line, err := lines.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "got one\n", line, "the upstream received the first chunk before the request body ended")
+
+	_, err = bodyW.Write([]byte("two\n"))
+	require.NoError(t, err)
+	line, err = lines.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "got two\n", line, "response chunks arrive while the upstream is still working")
+
+	require.NoError(t, bodyW.Close())
+	close(release)
+	rest := readAll(t, lines)
+	require.Equal(t, "end\n", rest)
+}
+
+func TestWebSocketUpgradePassesThrough(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	s.agent("ws", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, append([]byte("echo: "), msg...)); err != nil {
+				return
+			}
+		}
+	}))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+s.Addrs().Proxy+"/chat", &websocket.DialOptions{
+		HTTPHeader: http.Header{"X-Pico-Endpoint": []string{"ws"}},
+	})
+	require.NoError(t, err)
+	defer c.CloseNow()
+	for i := range 3 {
+		msg := fmt.Sprintf("message %d", i)
+		require.NoError(t, c.Write(ctx, websocket.MessageText, []byte(msg)))
+		_, got, err := c.Read(ctx)
+		require.NoError(t, err)
+		require.Equal(t, "echo: "+msg, string(got))
+	}
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+}
+
+func TestRoundRobinAcrossAgents(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	s.agent("rr", echoHandler("a"))
+	s.agent("rr", echoHandler("b"))
+	// The second registration may still be pending (a request then goes
+	// to the first agent rather than wait).
+	require.Eventually(t, func() bool { return s.Registry().Counts()["rr"] == 2 }, 5*time.Second, 5*time.Millisecond)
+	seen := map[string]int{}
+	for range 10 {
+		seen[decodeEcho(t, s.get("rr", "/")).Name]++
+	}
+	require.Equal(t, map[string]int{"a": 5, "b": 5}, seen)
+}
+
+func TestTCPRoute(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	a, err := upstreamtest.ServeTCP(context.Background(), upstreamtest.URL(s.Addrs().Upstream, "db"), upstreamtest.Echo)
+	require.NoError(t, err)
+	defer a.Close()
+
+	for _, prefix := range []string{protocol.TCPPathPrefix, protocol.PikoTCPPathPrefix} {
+		t.Run(prefix, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			conn, err := protocol.DialWebSocket(ctx, "ws://"+s.Addrs().Proxy+prefix+"db", nil, nil)
+			require.NoError(t, err)
+			defer conn.Close()
+			for i := range 3 {
+				msg := fmt.Sprintf("ping %d\n", i)
+				_, err := conn.Write([]byte(msg))
+				require.NoError(t, err)
+				got := make([]byte, len(msg))
+				_, err = io.ReadFull(conn, got)
+				require.NoError(t, err)
+				require.Equal(t, msg, string(got))
+			}
+		})
+	}
+}
+
+func TestTCPRouteErrors(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	ctx := context.Background()
+	_, err := protocol.DialWebSocket(ctx, "ws://"+s.Addrs().Proxy+protocol.TCPPathPrefix+"nobody", nil, nil)
+	var dialErr *protocol.DialError
+	require.ErrorAs(t, err, &dialErr)
+	require.Equal(t, http.StatusBadGateway, dialErr.StatusCode)
+	require.Contains(t, dialErr.Body, `"error"`)
+
+	_, err = protocol.DialWebSocket(ctx, "ws://"+s.Addrs().Proxy+protocol.TCPPathPrefix+"bad.id", nil, nil)
+	require.ErrorAs(t, err, &dialErr)
+	require.Equal(t, http.StatusBadRequest, dialErr.StatusCode)
+
+	resp, err := http.Get(s.proxyURL(protocol.TCPPathPrefix + "db"))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	requireJSONError(t, resp, http.StatusBadRequest, "WebSocket")
+}
+
+func TestProxyErrors(t *testing.T) {
+	s := startServer(t, serverSetup{})
+
+	resp, err := http.Get(s.proxyURL("/"))
+	require.NoError(t, err)
+	requireJSONError(t, resp, http.StatusBadRequest, "no endpoint")
+	resp.Body.Close()
+
+	resp = s.get("bad id!", "/")
+	requireJSONError(t, resp, http.StatusBadRequest, "invalid")
+
+	req, err := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
+	require.NoError(t, err)
+	req.Host = "-bad-.example.com"
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	requireJSONError(t, resp, http.StatusBadRequest, "invalid")
+	resp.Body.Close()
+
+	resp = s.get("nobody-home", "/")
+	requireJSONError(t, resp, http.StatusBadGateway, `no upstream for endpoint "nobody-home"`)
+
+	resp, err = http.Get(s.proxyURL("/_pico/v1/unknown"))
+	require.NoError(t, err)
+	requireJSONError(t, resp, http.StatusNotFound, "reserved")
+	resp.Body.Close()
+}
+
+func TestRegistrationRejectsInvalidEndpoint(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	for _, id := range []string{"bad.id", "-x", strings.Repeat("a", 64), "sp%20ace"} {
+		_, err := upstreamtest.ServeHTTP(context.Background(), upstreamtest.URL(s.Addrs().Upstream, id), echoHandler("x"))
+		var dialErr *protocol.DialError
+		require.ErrorAs(t, err, &dialErr, id)
+		require.Equal(t, http.StatusBadRequest, dialErr.StatusCode, id)
+		require.Contains(t, dialErr.Body, `"error"`, id)
+	}
+	require.Empty(t, s.Registry().Counts())
+}
+
+func TestUpstreamWaitCoversReconnectingAgent(t *testing.T) {
+	s := startServer(t, serverSetup{opts: []Option{WithUpstreamWait(10 * time.Second)}})
+	respc := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
+		req.Header.Set("X-Pico-Endpoint", "late")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			respc <- resp
+		}
+		close(respc)
+	}()
+	require.Eventually(t, func() bool { return s.proxy.InFlight() == 1 }, 5*time.Second, 5*time.Millisecond)
+	s.agent("late", echoHandler("late"))
+	resp := <-respc
+	require.NotNil(t, resp)
+	defer resp.Body.Close()
+	require.Equal(t, "late", decodeEcho(t, resp).Name)
+}
+
+func TestGatewayTimeout(t *testing.T) {
+	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Proxy.GatewayTimeout = 300 * time.Millisecond }})
+	stuck := make(chan struct{})
+	defer close(stuck)
+	s.agent("slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-stuck:
+		case <-r.Context().Done():
+		}
+	}))
+	resp := s.get("slow", "/")
+	requireJSONError(t, resp, http.StatusGatewayTimeout, "did not answer within 300ms")
+	// The stream was released: the session can serve again.
+	require.Eventually(t, func() bool { return s.proxy.InFlight() == 0 }, 5*time.Second, 10*time.Millisecond)
+}
+
+func TestSlowlorisIsDisconnected(t *testing.T) {
+	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Proxy.ReadHeaderTimeout = 200 * time.Millisecond }})
+	c := rawConn(t, s.Addrs().Proxy)
+	_, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: ep.example.com\r\nX-Slow: "))
+	require.NoError(t, err)
+	// The server closes the connection after the read-header timeout;
+	// the client-side deadline only keeps a broken test from hanging.
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = io.ReadAll(c)
+	require.NoError(t, err, "the server closed the connection (EOF), not our deadline")
+}
+
+func TestOversizedHeadersRejected(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	s.agent("ep", echoHandler("a"))
+	req, err := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Pico-Endpoint", "ep")
+	req.Header.Set("X-Big", strings.Repeat("x", 1100<<10))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
+}
+
+func TestRegisteredEndpointIsRoutableAtOnce(t *testing.T) {
+	// No upstream wait: only the pending registration stands between the
+	// 101 and the first request.
+	s := startServer(t, serverSetup{opts: []Option{WithUpstreamWait(0)}})
+	for i := range 100 {
+		endpoint := fmt.Sprintf("fresh-%d", i)
+		a := s.agent(endpoint, echoHandler(endpoint))
+		resp := s.get(endpoint, "/")
+		require.Equal(t, endpoint, decodeEcho(t, resp).Name, "request %d", i)
+		resp.Body.Close()
+		require.NoError(t, a.Close())
+	}
+}
+
+func TestStreamLimitPerConnection(t *testing.T) {
+	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Upstream.MaxStreamsPerConnection = 1 }})
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	s.agent("one", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	done := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
+		req.Header.Set("X-Pico-Endpoint", "one")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	<-entered
+	resp := s.get("one", "/")
+	requireJSONError(t, resp, http.StatusServiceUnavailable, "stream limit")
+	close(release)
+	require.Equal(t, http.StatusOK, <-done)
+}
+
+func TestUpstreamDisconnectGives502(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	a := s.agent("gone", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	require.Equal(t, http.StatusOK, s.get("gone", "/").StatusCode)
+	require.NoError(t, a.Close())
+	require.Eventually(t, func() bool { return len(s.Registry().Counts()) == 0 }, 5*time.Second, 5*time.Millisecond)
+	requireJSONError(t, s.get("gone", "/"), http.StatusBadGateway, "no upstream")
+}
+
+func TestAccessLog(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	s.agent("logged", echoHandler("a"))
+	req, err := http.NewRequest(http.MethodGet, s.proxyURL("/a/b?secret=no"), nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Pico-Endpoint", "logged")
+	req.Header.Set("Authorization", "Bearer very-secret-token")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	var records []map[string]any
+	require.Eventually(t, func() bool {
+		records = s.logs.records("request")
+		return len(records) == 1
+	}, 5*time.Second, 5*time.Millisecond)
+	rec := records[0]
+	require.Equal(t, "GET", rec["method"])
+	require.Equal(t, "/a/b", rec["path"])
+	require.Equal(t, float64(http.StatusCreated), rec["status"])
+	require.Equal(t, "logged", rec["endpoint"])
+	require.Equal(t, s.ID(), rec["upstream_node"])
+	require.Equal(t, "proxy", rec["subsystem"])
+	require.Contains(t, rec, "duration_ms")
+	require.Contains(t, rec, "host")
+	require.NotContains(t, s.logs.String(), "very-secret-token")
+}
+
+func TestUpstreamPortRejectsNonWebSocket(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	resp, err := http.Get("http://" + s.Addrs().Upstream + "/elsewhere")
+	require.NoError(t, err)
+	requireJSONError(t, resp, http.StatusNotFound, "/pico/v1/upstream/")
+	resp.Body.Close()
+
+	resp, err = http.Get("http://" + s.Addrs().Upstream + protocol.UpstreamPathPrefix + "ep")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.GreaterOrEqual(t, resp.StatusCode, 400)
+	require.Empty(t, s.Registry().Counts(), "a failed handshake leaves nothing registered")
+}
