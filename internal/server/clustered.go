@@ -1,0 +1,43 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/config"
+)
+
+// Compile-time check: the memberlist cluster is the server's Membership.
+var _ Membership = (*cluster.Cluster)(nil)
+
+// ClusterMembership returns the factory of the real cluster membership:
+// memberlist on the gossip port, the initial join and the periodic
+// re-join of cfg.Cluster. This is what `pico server` uses; tests that need
+// a lone node may keep the default Standalone.
+func ClusterMembership(cfg *config.Server, logger *slog.Logger) MembershipFactory {
+	return func(local LocalNode, metrics prometheus.Registerer) (Membership, error) {
+		clusterCfg := cfg.Cluster
+		clusterCfg.NodeID, clusterCfg.NodeIDPrefix = local.ID, "" // the server already chose a fresh ID
+		gossip := cfg.Gossip
+		gossip.BindAddr, gossip.AdvertiseAddr = local.GossipBindAddr, local.GossipAdvertiseAddr
+		c, err := cluster.New(cluster.Config{
+			Cluster:      clusterCfg,
+			Gossip:       gossip,
+			ProxyAddr:    local.ProxyAddr,
+			AdminAddr:    local.AdminAddr,
+			UpstreamAddr: local.UpstreamAddr,
+			Logger:       logger,
+			Registerer:   metrics,
+		})
+		if err != nil {
+			return nil, err
+		}
+		// Run re-joins missing members every cluster.rejoin_interval until
+		// Shutdown.
+		go c.Run(context.Background())
+		return c, nil
+	}
+}
