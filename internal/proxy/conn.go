@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -21,13 +22,14 @@ import (
 // agent's blocked writes finish and it notices the close).
 const abortDrainTimeout = 5 * time.Second
 
-// longAgo is a deadline in the past: it unblocks a stream's pending reads.
+// longAgo is a deadline in the past: it unblocks a connection's pending
+// reads.
 var longAgo = time.Unix(1, 0)
 
-// roundTripLocal sends req over a new stream of the leased session s and
-// reads the response head. On success the response body owns the stream
-// and the lease. retry reports that the failure is safe to retry on
-// another upstream.
+// roundTripLocal sends req over a stream of the leased session s (an idle
+// kept-alive one, or a new one) and reads the response head. On success
+// the response body owns the stream and the lease. retry reports that
+// the failure is safe to retry on another upstream.
 func (p *Proxy) roundTripLocal(req *http.Request, ex *exchange, s *upstream.Session) (resp *http.Response, err error, retry bool) {
 	stream, reused, err := s.OpenReusable()
 	if err != nil {
@@ -38,19 +40,25 @@ func (p *Proxy) roundTripLocal(req *http.Request, ex *exchange, s *upstream.Sess
 	ex.upstream = s.RemoteAddr()
 	if ex.attempts > 1 {
 		// An earlier attempt went to another node and was signed.
-		for k := range req.Header {
-			if len(k) >= len(forwardHeaderPrefix) && k[:len(forwardHeaderPrefix)] == forwardHeaderPrefix {
-				delete(req.Header, k)
-			}
-		}
+		stripForwardHeaders(req.Header)
+	}
+	c := &streamConn{conn: stream, session: s, keepAlive: p.reuseStreams}
+	return p.exchangeOver(req, ex, c, reused, p.gatewayTimeout)
+}
+
+// exchangeOver writes req on c's connection and reads the response head,
+// waiting at most timeout for it. On success the response body owns c;
+// otherwise c is finished. retry reports that nothing reached the far end
+// or that req may be replayed.
+func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reused bool, timeout time.Duration) (resp *http.Response, err error, retry bool) {
+	upgrade := req.Header.Get("Upgrade") != ""
+	c.hasBody = req.Body != nil && req.Body != http.NoBody
+	chunked := c.hasBody && req.ContentLength < 0
+	if upgrade {
+		c.keepAlive = false
 	}
 
-	upgrade := req.Header.Get("Upgrade") != ""
-	hasBody := req.Body != nil && req.Body != http.NoBody
-	chunked := hasBody && req.ContentLength < 0
-	c := &streamConn{stream: stream, session: s, keepAlive: p.reuseStreams && !upgrade, hasBody: hasBody}
-
-	bw := getWriter(stream)
+	bw := getWriter(c.conn)
 	writeRequestHead(bw, req, chunked, !c.keepAlive && !upgrade)
 	err = bw.Flush()
 	putWriter(bw)
@@ -58,13 +66,14 @@ func (p *Proxy) roundTripLocal(req *http.Request, ex *exchange, s *upstream.Sess
 		c.finish(false)
 		return nil, &upstreamError{err: err}, nothingSent(err) || idempotent(req)
 	}
-	if hasBody {
+	if c.hasBody {
 		go c.writeBody(req.Body, chunked)
 	}
 
 	ctx := req.Context()
-	c.stopAbort = context.AfterFunc(ctx, func() { _ = stream.SetReadDeadline(longAgo) })
-	_ = stream.SetReadDeadline(time.Now().Add(p.gatewayTimeout))
+	conn := c.conn
+	c.stopAbort = context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(longAgo) })
+	_ = conn.SetReadDeadline(time.Now().Add(timeout))
 	c.br = getReader(c)
 	resp, err = readResponse(c.br, req)
 	if err != nil {
@@ -76,27 +85,29 @@ func (p *Proxy) roundTripLocal(req *http.Request, ex *exchange, s *upstream.Sess
 		if bodyErr := c.bodyErr.Load(); bodyErr != nil {
 			return nil, &upstreamError{err: fmt.Errorf("reading the request body: %w", *bodyErr)}, false
 		}
-		if errors.Is(err, yamux.ErrTimeout) {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
 			return nil, &gatewayTimeoutError{timeout: p.gatewayTimeout}, false
 		}
-		// The session failed, or the agent closed a reused stream, before
-		// any response byte: a replayable request may go elsewhere.
+		// The connection failed, or the far end closed a reused one,
+		// before any response byte: a replayable request may go
+		// elsewhere.
 		if reused && received == 0 {
-			p.logger.Debug("reused stream closed by the agent", "endpoint", ex.endpoint, "error", err)
+			p.logger.Debug("reused connection closed by the far end", "endpoint", ex.endpoint, "error", err)
 		}
 		return nil, &upstreamError{err: err}, received == 0 && idempotent(req)
 	}
-	_ = stream.SetReadDeadline(time.Time{})
+	_ = conn.SetReadDeadline(time.Time{})
 	if resp.Close {
 		c.keepAlive = false
 	}
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		ex.status = http.StatusSwitchingProtocols
-		resp.Body = &upgradedStream{c: c}
+		resp.Body = &upgradedConn{c: c}
 		return resp, nil, false
 	}
-	resp.Body = &streamBody{body: resp.Body, c: c}
+	resp.Body = &connBody{body: resp.Body, c: c}
 	return resp, nil, false
 }
 
@@ -165,10 +176,14 @@ var (
 	}
 )
 
-// streamConn is one proxied request's stream with its lease.
+// streamConn is the connection of one HTTP exchange with where it came
+// from: a yamux stream of a leased upstream session, or a pooled TCP
+// connection to another node.
 type streamConn struct {
-	stream   *yamux.Stream
-	session  *upstream.Session
+	conn     net.Conn
+	session  *upstream.Session // the lease of a stream, or
+	pool     *nodePool         // the pool of a node connection
+	addr     string            // the node's address (pool key)
 	br       *bufio.Reader
 	received int64
 	// bodyErr is set when the request body could not be read from the
@@ -181,40 +196,46 @@ type streamConn struct {
 	once      sync.Once
 }
 
-// Read reads from the stream, counting bytes (a retry is safe only if no
-// response byte arrived).
+// Read reads from the connection, counting bytes (a retry is safe only if
+// no response byte arrived).
 func (c *streamConn) Read(p []byte) (int, error) {
-	n, err := c.stream.Read(p)
+	n, err := c.conn.Read(p)
 	c.received += int64(n)
 	return n, err
 }
 
-// finish ends the exchange on the stream once: after a complete exchange
-// the stream is kept for another request (keep-alive) or closed;
-// otherwise it is abandoned (drained in the background so the agent's
-// writes do not stall). Then the lease is released.
+// finish ends the exchange on the connection once: after a complete
+// exchange the connection is kept for another request (keep-alive) or
+// closed; otherwise it is abandoned (a stream is drained in the
+// background so the agent's writes do not stall). Then the lease of a
+// stream is released.
 func (c *streamConn) finish(complete bool) {
 	c.once.Do(func() {
 		if c.stopAbort != nil && !c.stopAbort() {
 			complete = false // the client went away meanwhile
 		}
+		keep := complete && c.keepAlive && (!c.hasBody || c.bodySent.Load()) && c.br.Buffered() == 0
 		switch {
-		case !complete:
-			_ = c.stream.Close()
-			go drain(c.stream)
-		case c.keepAlive && (!c.hasBody || c.bodySent.Load()) && c.br.Buffered() == 0:
-			c.session.PutIdle(c.stream)
+		case keep && c.session != nil:
+			c.session.PutIdle(c.conn.(*yamux.Stream))
+		case keep:
+			c.pool.put(c.addr, c.conn)
 		default:
-			_ = c.stream.Close()
+			_ = c.conn.Close()
+			if !complete && c.session != nil {
+				go drain(c.conn)
+			}
 		}
 		if complete {
 			putReader(c.br)
 		}
-		c.session.Release()
+		if c.session != nil {
+			c.session.Release()
+		}
 	})
 }
 
-func drain(stream *yamux.Stream) {
+func drain(stream net.Conn) {
 	_ = stream.SetReadDeadline(time.Now().Add(abortDrainTimeout))
 	_, _ = io.Copy(io.Discard, stream)
 }
@@ -239,13 +260,13 @@ func (c *streamConn) writeBody(body io.Reader, chunked bool) {
 				buf[chunkHeaderRoom+n+1] = '\n'
 				frame = buf[start : chunkHeaderRoom+n+2]
 			}
-			if _, err := c.stream.Write(frame); err != nil {
+			if _, err := c.conn.Write(frame); err != nil {
 				return // the stream ended; the response side reports it
 			}
 		}
 		if rerr == io.EOF {
 			if chunked {
-				if _, err := c.stream.Write([]byte("0\r\n\r\n")); err != nil {
+				if _, err := c.conn.Write([]byte("0\r\n\r\n")); err != nil {
 					return
 				}
 			}
@@ -256,7 +277,7 @@ func (c *streamConn) writeBody(body io.Reader, chunked bool) {
 			// The client's body broke: the upstream got a truncated
 			// request, so abandon the exchange.
 			c.bodyErr.Store(&rerr)
-			_ = c.stream.SetReadDeadline(longAgo)
+			_ = c.conn.SetReadDeadline(longAgo)
 			return
 		}
 	}
@@ -269,15 +290,15 @@ var bodyBuffers = sync.Pool{New: func() any {
 	return &b
 }}
 
-// streamBody is a response body read from a stream; at EOF or Close it
-// finishes the stream.
-type streamBody struct {
+// connBody is a response body read from a streamConn; at EOF or Close it
+// finishes the exchange.
+type connBody struct {
 	body io.ReadCloser
 	c    *streamConn
 	done bool
 }
 
-func (b *streamBody) Read(p []byte) (int, error) {
+func (b *connBody) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, io.EOF
 	}
@@ -289,7 +310,7 @@ func (b *streamBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *streamBody) Close() error {
+func (b *connBody) Close() error {
 	if !b.done {
 		b.done = true
 		// Closing the inner body would read the rest of the response;
@@ -299,13 +320,13 @@ func (b *streamBody) Close() error {
 	return nil
 }
 
-// upgradedStream is the connection after a 101: buffered bytes first,
-// then the stream.
-type upgradedStream struct{ c *streamConn }
+// upgradedConn is the connection after a 101: buffered bytes first, then
+// the connection.
+type upgradedConn struct{ c *streamConn }
 
-func (u *upgradedStream) Read(p []byte) (int, error)  { return u.c.br.Read(p) }
-func (u *upgradedStream) Write(p []byte) (int, error) { return u.c.stream.Write(p) }
-func (u *upgradedStream) Close() error {
+func (u *upgradedConn) Read(p []byte) (int, error)  { return u.c.br.Read(p) }
+func (u *upgradedConn) Write(p []byte) (int, error) { return u.c.conn.Write(p) }
+func (u *upgradedConn) Close() error {
 	u.c.finish(false)
 	return nil
 }

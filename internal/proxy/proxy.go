@@ -52,9 +52,6 @@ const DefaultUpstreamWait = 3 * time.Second
 // maxAttempts bounds the upstreams and nodes one request is tried on.
 const maxAttempts = 3
 
-// forwardDialTimeout bounds connecting to another node.
-const forwardDialTimeout = 3 * time.Second
-
 // Proxy is the proxy port's http.Handler.
 type Proxy struct {
 	registry       *upstream.Registry
@@ -66,8 +63,8 @@ type Proxy struct {
 	logger         *slog.Logger
 	metrics        *metrics
 
-	reverse   *httputil.ReverseProxy
-	forwarder *http.Transport
+	reverse *httputil.ReverseProxy
+	nodes   *nodePool
 
 	inFlight atomic.Int64
 	draining atomic.Bool
@@ -94,18 +91,7 @@ func New(opts Options) *Proxy {
 		metrics:        newMetrics(opts.Metrics),
 		idle:           make(chan struct{}, 1),
 	}
-	dialer := &net.Dialer{Timeout: forwardDialTimeout, KeepAlive: 30 * time.Second}
-	p.forwarder = &http.Transport{
-		DialContext:         dialer.DialContext,
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     30 * time.Second,
-		// The peer answers 504 itself after the gateway timeout; this
-		// is the backstop for a peer that hangs.
-		ResponseHeaderTimeout: opts.GatewayTimeout + 2*time.Second,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     false,
-	}
+	p.nodes = newNodePool()
 	p.reverse = &httputil.ReverseProxy{
 		Rewrite:      p.rewrite,
 		Transport:    &transport{p: p},
@@ -191,9 +177,14 @@ func (p *Proxy) acceptForwarding(ex *exchange, r *http.Request) {
 			p.logger.Warn("rejected forwarding headers", "remote_addr", r.RemoteAddr, "error", err)
 		}
 	}
-	for k := range r.Header {
+	stripForwardHeaders(r.Header)
+}
+
+// stripForwardHeaders deletes every forwarding header from h.
+func stripForwardHeaders(h http.Header) {
+	for k := range h {
 		if strings.HasPrefix(k, forwardHeaderPrefix) || k == PikoForwardHeader {
-			delete(r.Header, k)
+			delete(h, k)
 		}
 	}
 }
@@ -413,7 +404,7 @@ func (p *Proxy) WaitIdle(ctx context.Context) error {
 }
 
 // CloseIdleConnections closes idle pooled connections to other nodes.
-func (p *Proxy) CloseIdleConnections() { p.forwarder.CloseIdleConnections() }
+func (p *Proxy) CloseIdleConnections() { p.nodes.closeIdle() }
 
 // copyBuffers is the reverse proxy's pool of body copy buffers.
 var copyBuffers = &bufferPool{}

@@ -79,9 +79,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// forward sends req to node. retry reports that nothing reached the
-// node's upstream (connection refused, or the node answered that it has
-// no upstream for the endpoint), so that another node may be tried.
+// forward sends req to node over a pooled keep-alive connection. retry
+// reports that nothing reached the node's upstream (the connection was
+// refused, or the node answered that it has no upstream for the
+// endpoint) or that req may be replayed, so that another node may be
+// tried.
 func (p *Proxy) forward(req *http.Request, ex *exchange, node cluster.Node) (resp *http.Response, err error, retry bool) {
 	req.URL.Scheme = "http"
 	req.URL.Host = node.ProxyAddr
@@ -93,20 +95,17 @@ func (p *Proxy) forward(req *http.Request, ex *exchange, node cluster.Node) (res
 	ex.node = node.ID
 	ex.upstream = node.ProxyAddr
 
-	resp, err = p.forwarder.RoundTrip(req)
+	conn, reused, err := p.nodes.get(req.Context(), node.ProxyAddr)
 	if err != nil {
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			return nil, ctxErr, false
 		}
-		if isDialError(err) {
-			return nil, &upstreamError{err: err}, true
-		}
-		if classify(err) == http.StatusGatewayTimeout {
-			return nil, &gatewayTimeoutError{timeout: p.gatewayTimeout}, false
-		}
-		// The node failed before answering (it may have died): a
-		// replayable request can go elsewhere.
-		return nil, &upstreamError{err: err}, idempotent(req)
+		return nil, &upstreamError{err: err}, true // nothing sent
+	}
+	c := &streamConn{conn: conn, pool: p.nodes, addr: node.ProxyAddr, keepAlive: true}
+	resp, err, retry = p.exchangeOver(req, ex, c, reused, p.gatewayTimeout+forwardTimeoutMargin)
+	if err != nil {
+		return nil, err, retry
 	}
 	if resp.StatusCode == http.StatusBadGateway && resp.Header.Get(NoUpstreamHeader) != "" {
 		return resp, nil, true

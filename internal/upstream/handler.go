@@ -58,13 +58,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logger.Debug("upstream handshake failed", "endpoint", endpoint, "remote_addr", r.RemoteAddr, "error", err)
 		return
 	}
-	mux, err := yamux.Server(protocol.CoalesceWrites(conn), h.yamux)
-	if err != nil {
-		res.Cancel()
-		_ = conn.Close()
+	if _, err := res.Activate(protocol.CoalesceWrites(conn), r.RemoteAddr, h.yamux); err != nil {
 		h.registry.metrics.registrations.WithLabelValues("failed").Inc()
-		h.logger.Error("starting yamux session", "endpoint", endpoint, "error", err)
-		return
+		h.logger.Error("registering upstream", "endpoint", endpoint, "error", err)
 	}
-	res.Activate(mux, r.RemoteAddr)
 }

@@ -3,7 +3,9 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -272,14 +274,28 @@ func (r *Registry) unpendLocked(endpoint string) {
 	}
 }
 
-// Activate turns the reservation into a routable session over mux. The
-// session leaves the registry when mux closes. If the registry began
-// draining meanwhile, the session is closed at once and nil is returned.
-func (res *Reservation) Activate(mux *yamux.Session, remoteAddr string) *Session {
+// Activate runs a yamux server session over conn (the agent's byte
+// stream) and turns the reservation into a routable session. The session
+// leaves the registry when it ends. If the registry began draining
+// meanwhile, the session is told to go away and closed, and nil is
+// returned.
+func (res *Reservation) Activate(conn net.Conn, remoteAddr string, cfg *yamux.Config) (*Session, error) {
 	if !res.done.CompareAndSwap(false, true) {
 		panic("upstream: reservation used twice")
 	}
 	r := res.registry
+	// yamux closes its conn whenever the session ends: that is when the
+	// session leaves the registry (no goroutine per session to wait).
+	hooked := &closeHook{Conn: conn}
+	mux, err := yamux.Server(hooked, cfg)
+	if err != nil {
+		r.mu.Lock()
+		r.unpendLocked(res.endpoint)
+		r.notifyLocked()
+		r.mu.Unlock()
+		_ = conn.Close()
+		return nil, fmt.Errorf("starting the yamux session: %w", err)
+	}
 	s := &Session{
 		id:          r.nextID.Add(1),
 		endpoint:    res.endpoint,
@@ -297,7 +313,7 @@ func (res *Reservation) Activate(mux *yamux.Session, remoteAddr string) *Session
 		r.metrics.registrations.WithLabelValues("draining").Inc()
 		_ = mux.GoAway()
 		go mux.Close()
-		return nil
+		return nil, nil
 	}
 	e := r.endpoints[res.endpoint]
 	if e == nil {
@@ -312,13 +328,12 @@ func (res *Reservation) Activate(mux *yamux.Session, remoteAddr string) *Session
 	r.metrics.registrations.WithLabelValues("accepted").Inc()
 	r.logger.Info("upstream connected", "endpoint", s.endpoint, "session", s.id, "remote_addr", remoteAddr)
 
-	go r.watch(s)
-	return s
+	hooked.onClose(func() { r.ended(s) })
+	return s, nil
 }
 
-// watch removes s from the registry once its yamux session ends.
-func (r *Registry) watch(s *Session) {
-	<-s.mux.CloseChan()
+// ended removes s from the registry once its yamux session has ended.
+func (r *Registry) ended(s *Session) {
 	s.closeIdle()
 	r.mu.Lock()
 	r.removeLocked(s)
@@ -328,6 +343,38 @@ func (r *Registry) watch(s *Session) {
 	close(s.closed)
 	r.logger.Info("upstream disconnected", "endpoint", s.endpoint, "session", s.id, "remote_addr", s.remoteAddr,
 		"connected_for", time.Since(s.connectedAt).Round(time.Millisecond).String())
+}
+
+// closeHook runs a function, once, after the conn is closed.
+type closeHook struct {
+	net.Conn
+	mu     sync.Mutex
+	closed bool
+	fn     func()
+}
+
+func (c *closeHook) Close() error {
+	err := c.Conn.Close()
+	c.mu.Lock()
+	first := !c.closed
+	c.closed = true
+	fn := c.fn
+	c.mu.Unlock()
+	if first && fn != nil {
+		go fn()
+	}
+	return err
+}
+
+// onClose registers fn; it runs at once if the conn is already closed.
+func (c *closeHook) onClose(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		go fn()
+		return
+	}
+	c.fn = fn
 }
 
 // removeLocked takes s out of routing; it reports whether s was routable.
