@@ -31,7 +31,7 @@ func TestWriteRequestHead(t *testing.T) {
 			want: []string{"Content-Length: 3\r\n", "Connection: close\r\n"}},
 		"post chunked": {method: http.MethodPost, body: strings.NewReader("abc"), length: -1, keepAlive: true,
 			want: []string{"Transfer-Encoding: chunked\r\n"}, wantNot: []string{"Content-Length"}},
-		"empty post": {method: http.MethodPost, keepAlive: true, want: []string{"Content-Length: 0\r\n"}},
+		"empty post":      {method: http.MethodPost, keepAlive: true, want: []string{"Content-Length: 0\r\n"}},
 		"user agent kept": {method: http.MethodGet, ua: []string{"curl/8"}, keepAlive: true, want: []string{"User-Agent: curl/8\r\n"}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -122,7 +122,7 @@ func TestNodePoolReusesOpenConnections(t *testing.T) {
 			peers <- c
 		}
 	}()
-	np := newNodePool()
+	np := newNodePool(nil)
 	addr := ln.Addr().String()
 	c1, reused, err := np.get(context.Background(), addr)
 	require.NoError(t, err)

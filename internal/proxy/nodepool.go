@@ -25,9 +25,12 @@ const (
 	forwardTimeoutMargin = 2 * time.Second
 )
 
+// DialFunc connects to another node's proxy port.
+type DialFunc func(ctx context.Context, addr string) (net.Conn, error)
+
 // nodePool keeps idle keep-alive connections to other nodes by address.
 type nodePool struct {
-	dialer net.Dialer
+	dial   DialFunc
 	mu     sync.Mutex
 	idle   map[string][]idleConn
 	closed bool
@@ -38,11 +41,13 @@ type idleConn struct {
 	since time.Time
 }
 
-func newNodePool() *nodePool {
-	return &nodePool{
-		dialer: net.Dialer{Timeout: forwardDialTimeout, KeepAlive: 30 * time.Second},
-		idle:   make(map[string][]idleConn),
+// newNodePool returns a pool dialing with dial (nil: plain TCP).
+func newNodePool(dial DialFunc) *nodePool {
+	if dial == nil {
+		d := &net.Dialer{Timeout: forwardDialTimeout, KeepAlive: 30 * time.Second}
+		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
+	return &nodePool{dial: dial, idle: make(map[string][]idleConn)}
 }
 
 // get returns an idle connection to addr that the peer has not closed, or
@@ -65,7 +70,7 @@ func (np *nodePool) get(ctx context.Context, addr string) (conn net.Conn, reused
 		}
 		_ = idle.conn.Close()
 	}
-	conn, err = np.dialer.DialContext(ctx, "tcp", addr)
+	conn, err = np.dial(ctx, addr)
 	return conn, false, err
 }
 

@@ -11,6 +11,10 @@ import (
 // the peer has not closed it and sent nothing unasked. It peeks without
 // blocking.
 func connOpen(c net.Conn) bool {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		// TLS: a peer's close alert shows as unasked data underneath.
+		c = tc.NetConn()
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return true

@@ -36,6 +36,9 @@ type Options struct {
 	// reconnecting after its node drained) before 502. Zero answers at
 	// once (a pending registration is still waited for).
 	UpstreamWait time.Duration
+	// DialNode connects to another node's proxy port for forwarding
+	// (e.g. over TLS); nil means plain TCP with a 3 s timeout.
+	DialNode DialFunc
 	// OneRequestPerStream disables HTTP keep-alive on upstream streams:
 	// every request then opens a stream and asks the agent to close it
 	// after the response ("Connection: close").
@@ -91,7 +94,7 @@ func New(opts Options) *Proxy {
 		metrics:        newMetrics(opts.Metrics),
 		idle:           make(chan struct{}, 1),
 	}
-	p.nodes = newNodePool()
+	p.nodes = newNodePool(opts.DialNode)
 	p.reverse = &httputil.ReverseProxy{
 		Rewrite:      p.rewrite,
 		Transport:    &transport{p: p},
