@@ -354,6 +354,36 @@ func TestRefusedConnectionsAreRetriedOftenWhateverTheOutage(t *testing.T) {
 	waitRegistered(t, a)
 }
 
+func TestDrainingServerIsRetriedOftenHoweverLongItDrains(t *testing.T) {
+	service := echoService(t)
+	server := newUpstreamServer(t)
+	// A draining server answers 503 until it exits; the agent must ask
+	// often enough to be back soon after the new process listens.
+	refusals := []int{503, 503, 503, 503, 503, 503}
+	server.refuseWith("patient", refusals...)
+	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "patient", Protocol: "http", Addr: service.URL}))
+	waitRegistered(t, a)
+	require.Equal(t, len(refusals)+1, server.attemptsFor("patient"))
+
+	a.logs.mu.Lock()
+	defer a.logs.mu.Unlock()
+	retries := 0
+	for _, line := range a.logs.lines {
+		if !strings.Contains(line, "test refusal of patient") {
+			continue
+		}
+		var rec struct {
+			RetryIn string `json:"retry_in"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &rec))
+		d, err := time.ParseDuration(rec.RetryIn)
+		require.NoError(t, err)
+		require.LessOrEqual(t, d, 400*time.Millisecond, "a 503 (server shutting down) is retried within 400 ms however long it lasts")
+		retries++
+	}
+	require.Equal(t, len(refusals), retries)
+}
+
 func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	low := func() float64 { return 0 }
 	high := func() float64 { return 0.999999 }

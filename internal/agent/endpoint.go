@@ -25,9 +25,10 @@ import (
 const healthyAfter = time.Second
 
 // refusedMaxAttempt caps the backoff attempt while connections are
-// refused (backoff(3) is 400 ms), so that an agent is back within a
-// fraction of a second of its server listening again, however long the
-// server was gone. Other failures back off up to 15 s.
+// refused or the server answers that it is shutting down (backoff(3) is
+// 400 ms), so that an agent is back within a fraction of a second of its
+// server listening again, however long the server was draining or gone.
+// Other failures back off up to 15 s.
 const refusedMaxAttempt = 3
 
 // repeatWarnEvery is how often an unchanged connection failure is logged
@@ -111,10 +112,13 @@ func (e *endpoint) run(ctx context.Context) error {
 				return err
 			}
 			failures++
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				// Nothing listens (a server restarting): a refused
-				// connection costs the server nothing, so keep retrying
-				// often enough to be back soon after it listens again.
+			if errors.Is(err, syscall.ECONNREFUSED) || isUnavailable(err) {
+				// Nothing listens, or a draining server answers 503 (a
+				// server restarting): either costs the server next to
+				// nothing, so keep retrying often enough to be back soon
+				// after it listens again. Backing off while it drains
+				// would leave the agent away for seconds after the new
+				// process is up.
 				failures = min(failures, refusedMaxAttempt)
 			}
 			delay := backoff(failures, e.agent.random)
@@ -312,6 +316,13 @@ func (e *refusedError) Error() string {
 		s += "; " + hint
 	}
 	return s
+}
+
+// isUnavailable reports whether the server refused the handshake with 503
+// Service Unavailable, as a draining server does.
+func isUnavailable(err error) bool {
+	var refused *refusedError
+	return errors.As(err, &refused) && refused.status == http.StatusServiceUnavailable
 }
 
 // isPermanent reports whether retrying cannot help: the server rejected
