@@ -1,29 +1,38 @@
-// Command pico-bench measures Pico's proxy throughput and latency against
-// the same upstream reached directly, in one run on this machine: an
-// in-process HTTP upstream serving 1 KiB bodies, `pico server` processes on
-// loopback addresses, a `pico agent`, and wrk as the load generator
-// (installed with apt-get if missing). It prints a table with
-// requests/s, p50, p99 and p99.9 latency and the ratio to direct.
+// Command pico-bench produces Pico's benchmark report: every figure from
+// one run on this machine, each with its direct baseline.
 //
-//	go run ./cmd/pico-bench [--pico bin/pico] [--duration 10s] [--connections 50]
+// It starts an in-process HTTP upstream serving 1 KiB bodies, a 3-node
+// `pico server` cluster on loopback addresses (127.0.0.61-63 by default)
+// and `pico agent` processes, drives
+// HTTP load with wrk (installed with apt-get if missing) and measures:
+//
+//   - headline: requests/s, p50, p99 and p99.9 latency of a 1 KiB GET with
+//     50 connections, direct vs single-node vs cross-node;
+//   - sweep: the same at 1, 10, 100 and 1 000 connections;
+//   - routable: how long after an agent registers a new endpoint on node 1
+//     every node routes to it;
+//   - rolling: failed requests while every node of the cluster is restarted
+//     under steady load behind round-robin load balancers;
+//   - memory: a fresh node's resident memory per idle upstream connection
+//     with 10 000 WebSocket + yamux sessions.
+//
+// It prints the tables and writes bench/RESULTS.md and bench/results.png.
+//
+//	go run ./cmd/pico-bench [--pico bin/pico] [--out bench] [--sections headline,sweep,...]
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 )
 
@@ -34,237 +43,230 @@ func main() {
 	}
 }
 
+// Sections, in the order they run.
+var allSections = []string{"headline", "sweep", "routable", "rolling", "memory"}
+
 type options struct {
-	pico        string
-	duration    time.Duration
-	connections int
-	threads     int
+	pico          string
+	out           string
+	sections      []string
+	duration      time.Duration
+	connections   int
+	threads       int
+	sweep         []int
+	sweepDuration time.Duration
+	sessions      int
+	routableRuns  int
+	rollingRate   int
+	addrs         addresses
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("pico-bench", flag.ContinueOnError)
+	fs.StringVar(&o.pico, "pico", "bin/pico", "pico binary")
+	fs.StringVar(&o.out, "out", "bench", "directory for RESULTS.md and results.png (empty: print only)")
+	sections := fs.String("sections", strings.Join(allSections, ","), "sections to run, comma-separated")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each headline wrk run")
+	fs.IntVar(&o.connections, "connections", 50, "connections of the headline runs")
+	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
+	sweep := fs.String("sweep", "1,10,100,1000", "connection counts of the concurrency sweep")
+	fs.DurationVar(&o.sweepDuration, "sweep-duration", 5*time.Second, "length of each sweep wrk run")
+	fs.IntVar(&o.sessions, "sessions", 10000, "idle upstream sessions of the memory section")
+	fs.IntVar(&o.routableRuns, "routable-runs", 20, "new endpoints timed by the routable section")
+	fs.IntVar(&o.rollingRate, "rolling-rate", 200, "requests/s during the rolling restart")
+	firstIP := fs.String("first-ip", "127.0.0.60", "first of the 9 consecutive loopback addresses used: balancers, 3 cluster nodes, the memory node and 4 client sources")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	for _, s := range strings.Split(*sections, ",") {
+		if !slices.Contains(allSections, s) {
+			return nil, fmt.Errorf("--sections: unknown section %q; use some of %s", s, strings.Join(allSections, ","))
+		}
+		o.sections = append(o.sections, s)
+	}
+	for _, s := range strings.Split(*sweep, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || c < 1 {
+			return nil, fmt.Errorf("--sweep: %q is not a positive connection count", s)
+		}
+		o.sweep = append(o.sweep, c)
+	}
+	var err error
+	if o.addrs, err = planAddresses(*firstIP); err != nil {
+		return nil, err
+	}
+	switch {
+	case o.duration < time.Second || o.sweepDuration < time.Second:
+		return nil, errors.New("--duration and --sweep-duration must be at least 1s (wrk's resolution)")
+	case o.connections < 1 || o.threads < 1 || o.sessions < 1 || o.routableRuns < 1 || o.rollingRate < 1:
+		return nil, errors.New("--connections, --threads, --sessions, --routable-runs and --rolling-rate must be positive")
+	}
+	return o, nil
+}
+
+// env is the state shared by the sections.
+type env struct {
+	o          *options
+	tmp        string
+	upstream   string // address of the in-process 1 KiB upstream
+	wrk        *wrk
+	nodes      []*node // the 3-node cluster, started on first use
+	benchAgent *proc
+	rep        *report
+	progress   io.Writer
+}
+
+func (e *env) logf(format string, args ...any) {
+	fmt.Fprintf(e.progress, format+"\n", args...)
+}
+
+// cluster starts the 3-node cluster once: node 1 alone, nodes 2 and 3
+// joining it, then waits until every node sees three active members.
+func (e *env) cluster() ([]*node, error) {
+	if e.nodes != nil {
+		return e.nodes, nil
+	}
+	ips := e.o.addrs.cluster
+	e.logf("starting a 3-node cluster on %s", strings.Join(ips, ", "))
+	for i, ip := range ips {
+		var join []string
+		if i > 0 {
+			join = ips[:1]
+		}
+		n, err := startNode(e.o, e.tmp, ip, join)
+		if err != nil {
+			e.stopCluster()
+			return nil, err
+		}
+		e.nodes = append(e.nodes, n)
+	}
+	if err := waitMembers(e.nodes, len(e.nodes), 20*time.Second); err != nil {
+		e.stopCluster()
+		return nil, err
+	}
+	return e.nodes, nil
+}
+
+func (e *env) stopCluster() {
+	e.stopBenchAgent()
+	for _, n := range e.nodes {
+		n.stop()
+	}
+	e.nodes = nil
 }
 
 func run() error {
-	var o options
-	flag.StringVar(&o.pico, "pico", "bin/pico", "pico binary")
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each wrk run")
-	flag.IntVar(&o.connections, "connections", 50, "concurrent connections")
-	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
-	flag.Parse()
-
-	wrk, err := ensureWrk()
+	o, err := parseFlags(os.Args[1:])
 	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
-	upstreamAddr, stopUpstream, err := startUpstream()
-	if err != nil {
+	if _, err := os.Stat(o.pico); err != nil {
+		return fmt.Errorf("--pico: %w (run make build first)", err)
+	}
+	if err := raiseOpenFilesLimit(); err != nil {
 		return err
 	}
-	defer stopUpstream()
-
 	tmp, err := os.MkdirTemp("", "pico-bench")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-
-	node1, err := startNode(o.pico, tmp, "127.0.0.61", nil)
+	rep := &report{Started: time.Now(), Args: os.Args[1:], Addrs: o.addrs, Machine: machineFacts(o.pico)}
+	e := &env{o: o, tmp: tmp, rep: rep, progress: os.Stderr}
+	upstream, stopUpstream, err := startUpstream()
 	if err != nil {
 		return err
 	}
-	defer node1.stop()
-	node2, err := startNode(o.pico, tmp, "127.0.0.62", []string{"--cluster.join", "127.0.0.61"})
-	if err != nil {
+	defer stopUpstream()
+	e.upstream = upstream
+	if e.wrk, err = newWrk(tmp, o.threads); err != nil {
 		return err
-	}
-	defer node2.stop()
-	agent, err := startProc(o.pico, tmp, "agent", "agent", "http", "bench", upstreamAddr, "--connect.url", "http://127.0.0.61:8001", "--log.level", "warn")
-	if err != nil {
-		return err
-	}
-	defer agent.stop()
-	for _, n := range []string{"127.0.0.61", "127.0.0.62"} {
-		if err := waitRoutable("http://"+n+":8000/", "bench", 10*time.Second); err != nil {
-			return fmt.Errorf("node %s never routed to the agent: %w (logs in %s)", n, err, tmp)
-		}
 	}
 
-	cases := []struct{ name, url, endpoint string }{
-		{"direct", "http://" + upstreamAddr + "/", ""},
-		{"pico single-node", "http://127.0.0.61:8000/", "bench"},
-		{"pico cross-node", "http://127.0.0.62:8000/", "bench"},
+	steps := map[string]func() error{
+		"headline": e.runHeadline,
+		"sweep":    e.runSweep,
+		"routable": e.runRoutable,
+		"rolling":  e.runRolling,
+		"memory": func() error {
+			e.stopCluster() // measure on a quiet machine
+			return e.runMemory()
+		},
 	}
-	var results []result
-	for _, c := range cases {
-		r, err := runWrk(wrk, tmp, o, c.url, c.endpoint)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
+	failed := 0
+	for _, s := range allSections {
+		if !slices.Contains(o.sections, s) {
+			continue
 		}
-		r.name = c.name
-		results = append(results, r)
+		e.logf("== %s", s)
+		t := time.Now()
+		if err := steps[s](); err != nil {
+			failed++
+			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", s, err))
+			e.logf("%s failed: %v", s, err)
+		}
+		e.logf("   %s took %s", s, time.Since(t).Round(time.Second))
 	}
-	printTable(os.Stdout, o, results)
+	e.stopCluster()
+	rep.Finished = time.Now()
+	rep.LoadAfter = loadAverage()
+
+	rep.writeText(os.Stdout)
+	if o.out != "" {
+		if err := rep.writeFiles(o.out); err != nil {
+			return err
+		}
+		fmt.Printf("\nwrote %s and %s\n", filepath.Join(o.out, "RESULTS.md"), filepath.Join(o.out, "results.png"))
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d section(s) failed (logs in %s)", failed, tmp)
+	}
+	_ = os.RemoveAll(tmp)
 	return nil
 }
 
-type result struct {
-	name                   string
-	RPS                    float64 `json:"rps"`
-	P50, P99, P999         float64 // microseconds
-	Requests, Errors, Non2 int64
+// raiseOpenFilesLimit lifts the soft RLIMIT_NOFILE to the hard limit.
+// Setting it explicitly (rather than relying on the Go runtime's own
+// raise) makes the child processes (the servers) inherit it.
+func raiseOpenFilesLimit() error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("reading RLIMIT_NOFILE: %w", err)
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("raising RLIMIT_NOFILE to %d: %w", lim.Max, err)
+	}
+	return nil
 }
 
-func printTable(w io.Writer, o options, rs []result) {
-	fmt.Fprintf(w, "\n1 KiB GET, %d connections, %d wrk threads, %s per case, %s\n\n", o.connections, o.threads, o.duration, time.Now().Format(time.RFC3339))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\treq/s\tvs direct\tp50\tp99\tp99.9\terrors\t")
-	direct := rs[0]
-	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.1f%%\t%s\t%s\t%s\t%d\t\n", r.name, r.RPS, 100*r.RPS/direct.RPS,
-			us(r.P50), us(r.P99), us(r.P999), r.Errors+r.Non2)
-	}
-	tw.Flush()
-	if len(rs) == 3 && rs[1].RPS > 0 {
-		fmt.Fprintf(w, "\ncross-node / single-node throughput: %.1f%%; p50 through Pico / direct: %.1fx\n",
-			100*rs[2].RPS/rs[1].RPS, rs[1].P50/direct.P50)
-	}
+// addresses are the loopback addresses pico-bench uses, consecutive from
+// --first-ip.
+type addresses struct {
+	balancer string   // the load balancers (ports 8000 and 8001)
+	cluster  []string // the 3-node cluster
+	memory   string   // the node of the memory section
+	sources  []string // source addresses of the memory section's sessions
 }
 
-func us(v float64) string {
-	return (time.Duration(v) * time.Microsecond).Round(10 * time.Microsecond).String()
+func planAddresses(first string) (addresses, error) {
+	ip := net.ParseIP(first).To4()
+	if ip == nil || !ip.IsLoopback() || ip[3] > 255-8 {
+		return addresses{}, fmt.Errorf("--first-ip: %q must be an IPv4 loopback address with 8 more after it (e.g. 127.0.0.60)", first)
+	}
+	at := func(i int) string { return net.IPv4(ip[0], ip[1], ip[2], ip[3]+byte(i)).String() }
+	return addresses{
+		balancer: at(0),
+		cluster:  []string{at(1), at(2), at(3)},
+		memory:   at(4),
+		sources:  []string{at(5), at(6), at(7), at(8)},
+	}, nil
 }
 
-// wrkScript makes wrk print a JSON summary with the percentiles we need.
-const wrkScript = `
-local endpoint = os.getenv("PICO_ENDPOINT")
-if endpoint and endpoint ~= "" then wrk.headers["x-pico-endpoint"] = endpoint end
-done = function(summary, latency, requests)
-  io.write(string.format('JSON{"rps":%f,"P50":%f,"P99":%f,"P999":%f,"Requests":%d,"Errors":%d,"Non2":%d}\n',
-    summary.requests / (summary.duration / 1e6), latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
-    summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status))
-end
-`
-
-func runWrk(wrk, tmp string, o options, url, endpoint string) (result, error) {
-	script := filepath.Join(tmp, "summary.lua")
-	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
-		return result{}, err
-	}
-	cmd := exec.Command(wrk, "-t", fmt.Sprint(o.threads), "-c", fmt.Sprint(o.connections),
-		"-d", o.duration.String(), "-s", script, url)
-	cmd.Env = append(os.Environ(), "PICO_ENDPOINT="+endpoint)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return result{}, fmt.Errorf("wrk: %w: %s", err, out)
-	}
-	_, js, ok := strings.Cut(string(out), "JSON")
-	if !ok {
-		return result{}, fmt.Errorf("wrk printed no summary: %s", out)
-	}
-	var r result
-	if err := json.NewDecoder(strings.NewReader(js)).Decode(&r); err != nil {
-		return result{}, fmt.Errorf("parsing wrk summary: %w", err)
-	}
-	return r, nil
-}
-
-func ensureWrk() (string, error) {
-	if p, err := exec.LookPath("wrk"); err == nil {
-		return p, nil
-	}
-	fmt.Fprintln(os.Stderr, "installing wrk with apt-get…")
-	cmd := exec.Command("sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("installing wrk: %w", err)
-	}
-	return exec.LookPath("wrk")
-}
-
-var body1KiB = bytes.Repeat([]byte("x"), 1024)
-
-func startUpstream() (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Write(body1KiB)
-	})}
-	go srv.Serve(ln)
-	return ln.Addr().String(), func() { srv.Close() }, nil
-}
-
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startProc(bin, logDir, name string, args ...string) (*proc, error) {
-	logFile, err := os.Create(filepath.Join(logDir, name+".log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); logFile.Close(); close(p.done) }()
-	return p, nil
-}
-
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-	}
-}
-
-func startNode(bin, logDir, ip string, extra []string) (*proc, error) {
-	args := []string{"server",
-		"--proxy.bind-addr", ip + ":8000", "--upstream.bind-addr", ip + ":8001",
-		"--admin.bind-addr", ip + ":8002", "--gossip.bind-addr", ip + ":8003",
-		"--log.level", "warn"}
-	p, err := startProc(bin, logDir, "server-"+ip, append(args, extra...)...)
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + ip + ":8002/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	p.stop()
-	return nil, fmt.Errorf("node %s not ready within 20s (logs in %s)", ip, logDir)
-}
-
-func waitRoutable(url, endpoint string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		req.Header.Set("x-pico-endpoint", endpoint)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = errors.New(resp.Status)
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+func (a addresses) String() string {
+	return fmt.Sprintf("load balancers %s, cluster %s, memory node %s, memory clients %s",
+		a.balancer, strings.Join(a.cluster, " "), a.memory, strings.Join(a.sources, " "))
 }

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// report collects every section's result.
+type report struct {
+	Started, Finished time.Time
+	Args              []string
+	Addrs             addresses
+	Machine           machine
+	LoadAfter         string
+	Headline          *throughputResult
+	Sweep             *sweepResult
+	Routable          *routableResult
+	Rolling           *rollingResult
+	Memory            *memoryResult
+	Errors            []string
+}
+
+// machine describes where the figures were measured.
+type machine struct {
+	CPU, Kernel, Go, Pico, Commit, LoadBefore string
+	CPUs                                      int
+}
+
+func machineFacts(pico string) machine {
+	m := machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: loadAverage()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if out, err := exec.Command(pico, "version").Output(); err == nil {
+		m.Pico = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
+		m.Commit = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// busy reports whether a load average (first field) shows other work
+// competing for the CPUs.
+func (m machine) busy(load string) bool {
+	var one float64
+	if _, err := fmt.Sscan(load, &one); err != nil {
+		return false
+	}
+	return one > 0.5*float64(m.CPUs)
+}
+
+// table is a titled table rendered as Markdown or aligned text.
+type table struct {
+	title  string
+	header []string
+	rows   [][]string
+}
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) markdown(w io.Writer) {
+	fmt.Fprintf(w, "| %s |\n|", strings.Join(t.header, " | "))
+	for i := range t.header {
+		if i == 0 {
+			fmt.Fprint(w, "---|")
+		} else {
+			fmt.Fprint(w, "---:|")
+		}
+	}
+	fmt.Fprintln(w)
+	for _, r := range t.rows {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
+	}
+}
+
+func (t *table) text(w io.Writer) {
+	fmt.Fprintf(w, "\n%s\n\n", t.title)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, strings.Join(t.header, "\t")+"\t")
+	for _, r := range t.rows {
+		fmt.Fprintln(tw, strings.ReplaceAll(strings.Join(r, "\t"), "**", "")+"\t")
+	}
+	_ = tw.Flush()
+}
+
+// dur formats a latency for a table.
+func dur(d time.Duration) string {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	case d >= 100*time.Millisecond:
+		return d.Round(time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	default:
+		return d.Round(time.Microsecond).String()
+	}
+}
+
+func usDur(us float64) time.Duration { return time.Duration(us * float64(time.Microsecond)) }
+
+func pct(part, whole float64) string {
+	if whole == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*part/whole)
+}
+
+func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
+func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+
+func rps(v float64) string { return fmt.Sprintf("%.0f", v) }
+
+// headlineTable: every path at the headline concurrency.
+func (r *report) headlineTable() *table {
+	h := r.Headline
+	t := &table{
+		title:  fmt.Sprintf("1. Direct vs through Pico: 1 KiB GET, %d connections, %s per path", h.Connections, h.Duration),
+		header: []string{"path", "req/s", "vs direct", "p50", "p99", "p99.9", "errors"},
+	}
+	direct := h.Results[pathDirect]
+	for _, p := range paths {
+		x := h.Results[p]
+		t.add(p, rps(x.RPS), pct(x.RPS, direct.RPS), dur(usDur(x.P50)), dur(usDur(x.P99)), dur(usDur(x.P999)), fmt.Sprint(x.Errors+x.Non2xx))
+	}
+	return t
+}
+
+func (r *report) headlineRatios() string {
+	h := r.Headline
+	d, s, c := h.Results[pathDirect], h.Results[pathSingle], h.Results[pathCross]
+	ratio := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	return fmt.Sprintf("Single-node throughput is %s of direct (target ≥ 25%%), p50 through Pico is %.1f× direct (target ≤ 3×); "+
+		"cross-node throughput is %s of single-node (target ≥ 70%%).",
+		pct(s.RPS, d.RPS), ratio(s.P50, d.P50), pct(c.RPS, s.RPS))
+}
+
+func (r *report) sweepTable() *table {
+	t := &table{
+		title: fmt.Sprintf("2. Throughput and latency vs concurrent connections (1 KiB GET, %s per run)", r.Sweep.Duration),
+		header: []string{"connections", "direct req/s", "single-node req/s", "cross-node req/s",
+			"direct p50 / p99", "single-node p50 / p99", "cross-node p50 / p99", "errors"},
+	}
+	for _, l := range r.Sweep.Levels {
+		d, s, c := l.Results[pathDirect], l.Results[pathSingle], l.Results[pathCross]
+		lat := func(x wrkResult) string { return dur(usDur(x.P50)) + " / " + dur(usDur(x.P99)) }
+		errs := d.Errors + d.Non2xx + s.Errors + s.Non2xx + c.Errors + c.Non2xx
+		t.add(fmt.Sprint(l.Connections), rps(d.RPS),
+			fmt.Sprintf("%s (%s)", rps(s.RPS), pct(s.RPS, d.RPS)),
+			fmt.Sprintf("%s (%s)", rps(c.RPS), pct(c.RPS, d.RPS)),
+			lat(d), lat(s), lat(c), fmt.Sprint(errs))
+	}
+	return t
+}
+
+func (r *report) memoryTable() *table {
+	m := r.Memory
+	t := &table{
+		title:  fmt.Sprintf("3. Memory per idle upstream connection: %d WebSocket + yamux sessions on one node", m.Sessions),
+		header: []string{"measure", "before", "after", "per session"},
+	}
+	verdict := "meets"
+	if m.perSession() > 64<<10 {
+		verdict = "misses"
+	}
+	t.add("**RSS (VmRSS)**", mib(float64(m.RSSBefore)), mib(float64(m.RSSAfter)),
+		fmt.Sprintf("**%s** (%s the 64 KiB target)", kib(m.perSession()), verdict))
+	heap := func(g goMemory) float64 { return g.HeapInuse + g.StackInuse }
+	t.add("Go heap + stacks in use", mib(heap(m.GoBefore)), mib(heap(m.GoAfter)),
+		kib((heap(m.GoAfter)-heap(m.GoBefore))/float64(m.Sessions)))
+	t.add("goroutines", fmt.Sprint(m.GoroutinesBefore), fmt.Sprint(m.GoroutinesAfter),
+		fmt.Sprintf("%.1f", (m.GoroutinesAfter-m.GoroutinesBefore)/float64(m.Sessions)))
+	t.add("peak RSS (VmHWM)", "", mib(float64(m.RSSPeak)), "")
+	return t
+}
+
+func (r *report) memoryFacts() string {
+	m := r.Memory
+	return fmt.Sprintf("%d distinct endpoints; all sessions registered %s after the first dial; "+
+		"the server's open-files limit (inherited from pico-bench) was %s.",
+		m.Endpoints, m.ConnectTime.Round(100*time.Millisecond), m.OpenFilesLimit)
+}
+
+func (r *report) routableTable() *table {
+	rt := r.Routable
+	t := &table{
+		title:  fmt.Sprintf("4. Time until a new endpoint is routable, %d new endpoints on a %d-node cluster", len(rt.Samples), rt.Nodes),
+		header: []string{"measured at", "p50", "p90", "max"},
+	}
+	row := func(name string, ds []time.Duration) {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		t.add(name, dur(percentile(s, 50)), dur(percentile(s, 90)), dur(percentile(s, 100)))
+	}
+	row("**every node**", rt.everywhere())
+	for i := range rt.Nodes {
+		name := fmt.Sprintf("node %d", i+1)
+		if i == 0 {
+			name += " (agent's node)"
+		}
+		row(name, rt.node(i))
+	}
+	return t
+}
+
+func (r *report) rollingTable() *table {
+	rr := r.Rolling
+	t := &table{
+		title:  fmt.Sprintf("5. Rolling restart of a 3-node cluster under %d req/s", rr.Rate),
+		header: []string{"node", "SIGTERM → exit", "exit", "start → /ready", "failed requests"},
+	}
+	for _, x := range rr.Restarts {
+		exit := "0"
+		if x.ExitErr != "" {
+			exit = x.ExitErr
+		}
+		t.add(x.IP, dur(x.Drain), exit, dur(x.Start), fmt.Sprint(x.Failures))
+	}
+	l := rr.Load
+	t.add("**total**", "", "", "", fmt.Sprintf("**%d of %d**", len(l.Failed), l.Requests))
+	return t
+}
+
+func (r *report) rollingFacts() string {
+	l := r.Rolling.Load
+	return fmt.Sprintf("%d requests in %s; client latency p50 %s, p99 %s, max %s.",
+		l.Requests, r.Rolling.Duration.Round(time.Second), dur(l.P50), dur(l.P99), dur(l.Max))
+}
+
+// section is one measured table with a line of facts and how it was
+// measured.
+type section struct {
+	id     string // the option name of the section
+	table  *table
+	facts  string
+	method string
+}
+
+// sections returns every section that has a result, in report order.
+func (r *report) sections() []section {
+	var out []section
+	if r.Headline != nil {
+		out = append(out, section{"headline", r.headlineTable(), r.headlineRatios(), methodHeadline})
+	}
+	if r.Sweep != nil {
+		out = append(out, section{"sweep", r.sweepTable(), "", methodSweep})
+	}
+	if r.Memory != nil {
+		out = append(out, section{"memory", r.memoryTable(), r.memoryFacts(), methodMemory})
+	}
+	if r.Routable != nil {
+		out = append(out, section{"routable", r.routableTable(), "", methodRoutable})
+	}
+	if r.Rolling != nil {
+		out = append(out, section{"rolling", r.rollingTable(), r.rollingFacts(), methodRolling})
+	}
+	return out
+}
+
+func (r *report) command() string {
+	if len(r.Args) == 0 {
+		return "make bench"
+	}
+	return "make build && go run ./cmd/pico-bench " + strings.Join(r.Args, " ")
+}
+
+// writeText prints the tables to w.
+func (r *report) writeText(w io.Writer) {
+	for _, x := range r.sections() {
+		x.table.text(w)
+		if x.facts != "" {
+			fmt.Fprintf(w, "\n%s\n", x.facts)
+		}
+	}
+	if r.Rolling != nil {
+		for _, f := range r.Rolling.Load.Failed {
+			fmt.Fprintf(w, "  failed: %s\n", f)
+		}
+	}
+	for _, e := range r.Errors {
+		fmt.Fprintf(w, "\nSECTION FAILED: %s\n", e)
+	}
+}
+
+// writeFiles writes RESULTS.md and results.png to dir.
+func (r *report) writeFiles(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	chart := r.Sweep != nil && len(r.Sweep.Levels) > 0
+	if chart {
+		if err := r.writeChart(filepath.Join(dir, "results.png")); err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+	}
+	var b bytes.Buffer
+	r.markdown(&b, chart)
+	return os.WriteFile(filepath.Join(dir, "RESULTS.md"), b.Bytes(), 0o644)
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"time"
+)
+
+// Paths compared by the throughput sections.
+const (
+	pathDirect = "direct"
+	pathSingle = "pico single-node"
+	pathCross  = "pico cross-node"
+)
+
+var paths = []string{pathDirect, pathSingle, pathCross}
+
+// throughputResult is the headline comparison at one concurrency.
+type throughputResult struct {
+	Connections int
+	Duration    time.Duration
+	Results     map[string]wrkResult // by path
+}
+
+// sweepResult is throughput and latency at several concurrencies.
+type sweepResult struct {
+	Duration time.Duration
+	Levels   []throughputResult
+}
+
+// startBenchAgent connects a `pico agent` for endpoint "bench" to node 1
+// and waits until nodes 1 and 2 route to it.
+func (e *env) startBenchAgent() error {
+	if e.benchAgent != nil {
+		return nil
+	}
+	nodes, err := e.cluster()
+	if err != nil {
+		return err
+	}
+	a, err := startProc(e.o.pico, e.tmp, "agent-bench", "agent", "http", "bench", e.upstream,
+		"--connect.url", nodes[0].upstreamURL(), "--log.level", "warn")
+	if err != nil {
+		return err
+	}
+	e.benchAgent = a
+	for _, n := range nodes[:2] {
+		if _, err := waitStatus(n.proxyURL(), "bench", 20*time.Second); err != nil {
+			return fmt.Errorf("node %s never routed to the bench agent: %w (logs in %s)", n.ip, err, e.tmp)
+		}
+	}
+	return nil
+}
+
+func (e *env) stopBenchAgent() {
+	if e.benchAgent != nil {
+		e.benchAgent.stop()
+		e.benchAgent = nil
+	}
+}
+
+// measureLevel runs wrk on every path at one concurrency, the direct
+// baseline first.
+func (e *env) measureLevel(connections int, d time.Duration) (throughputResult, error) {
+	if err := e.startBenchAgent(); err != nil {
+		return throughputResult{}, err
+	}
+	nodes := e.nodes
+	urls := map[string]string{
+		pathDirect: "http://" + e.upstream + "/",
+		pathSingle: nodes[0].proxyURL() + "/",
+		pathCross:  nodes[1].proxyURL() + "/",
+	}
+	res := throughputResult{Connections: connections, Duration: d, Results: map[string]wrkResult{}}
+	for _, p := range paths {
+		endpoint := "bench"
+		if p == pathDirect {
+			endpoint = ""
+		}
+		e.logf("  wrk %-16s -c %-4d %s", p, connections, d)
+		r, err := e.wrk.run(urls[p], endpoint, connections, d)
+		if err != nil {
+			return res, fmt.Errorf("%s at %d connections: %w", p, connections, err)
+		}
+		res.Results[p] = r
+	}
+	return res, nil
+}
+
+func (e *env) runHeadline() error {
+	r, err := e.measureLevel(e.o.connections, e.o.duration)
+	if err != nil {
+		return err
+	}
+	e.rep.Headline = &r
+	return nil
+}
+
+func (e *env) runSweep() error {
+	s := &sweepResult{Duration: e.o.sweepDuration}
+	for _, c := range e.o.sweep {
+		r, err := e.measureLevel(c, e.o.sweepDuration)
+		if err != nil {
+			return err
+		}
+		s.Levels = append(s.Levels, r)
+	}
+	e.rep.Sweep = s
+	return nil
+}
