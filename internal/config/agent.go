@@ -21,6 +21,8 @@ import (
 //	connect:
 //	  url: http://localhost:8001   # the server's upstream port
 //	  token: ""                    # sent as "Authorization: Bearer <token>"
+//	  token_file: ""               # or: a file holding it, read before every connection
+//	  tls: {ca: "", insecure_skip_verify: false, cert: "", key: ""}
 //	  timeout: 10s                 # bound on one connection handshake
 //	endpoints:
 //	  - {id: my-endpoint, protocol: http, addr: "3000"}
@@ -258,8 +260,8 @@ type Connect struct {
 	// URL is the server's base URL (http, https, ws or wss); Pico's routes
 	// are appended to its path.
 	URL string `yaml:"url"`
-	// Token, when set, is sent as "Authorization: Bearer <token>".
-	Token string `yaml:"token"`
+	// Credentials: token, token_file and tls.
+	Credentials `yaml:",inline"`
 	// Timeout bounds one connection handshake.
 	Timeout time.Duration `yaml:"timeout"`
 }
@@ -273,13 +275,17 @@ func DefaultConnect(url string) Connect {
 // URL points at.
 func (c *Connect) RegisterFlags(fs *pflag.FlagSet, what string) {
 	fs.StringVar(&c.URL, "connect.url", c.URL, "URL of "+what)
-	fs.StringVar(&c.Token, "connect.token", c.Token, "token sent as \"Authorization: Bearer <token>\" (optional)")
+	c.Credentials.RegisterFlags(fs, "connect")
 	fs.DurationVar(&c.Timeout, "connect.timeout", c.Timeout, "bound on one connection handshake")
 }
 
 // Validate checks the connect section.
 func (c *Connect) Validate() error {
-	return errors.Join(validateServerURL("connect.url", c.URL, "http", "https", "ws", "wss"), positiveDuration("connect.timeout", c.Timeout))
+	return errors.Join(
+		validateServerURL("connect.url", c.URL, "http", "https", "ws", "wss"),
+		c.Credentials.Validate("connect", "connect.url", c.URL),
+		positiveDuration("connect.timeout", c.Timeout),
+	)
 }
 
 // validateServerURL checks a base URL of a Pico server whose scheme is one

@@ -152,3 +152,51 @@ func TestGossipSecretKey(t *testing.T) {
 		})
 	}
 }
+
+func TestClientCredentials(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("eyJ.payload.sig\n"), 0o600))
+
+	agent, _, err := Load("agent", []string{"--connect.url", "https://pico:8001", "--connect.token-file", tokenFile, "--connect.tls.ca", "/ca.crt"}, DefaultAgent, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, ClientTLS{CA: "/ca.crt"}, agent.Connect.TLS)
+	token, err := agent.Connect.BearerToken("connect")
+	require.NoError(t, err)
+	require.Equal(t, "eyJ.payload.sig", token, "read from the file, trailing newline dropped")
+
+	forward, _, err := Load("forward", []string{"--connect.url", "wss://pico:8000", "--connect.tls.insecure-skip-verify", "--connect.token", "t"}, DefaultForward, io.Discard)
+	require.NoError(t, err)
+	require.True(t, forward.Connect.TLS.InsecureSkipVerify)
+	token, err = forward.Connect.BearerToken("connect")
+	require.NoError(t, err)
+	require.Equal(t, "t", token)
+
+	path := filepath.Join(dir, "status.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("server:\n  url: https://pico:8002\nconnect:\n  token_file: "+tokenFile+"\n  tls:\n    ca: /ca.crt\n"), 0o600))
+	status, _, err := Load("status", []string{"--config.path", path}, DefaultStatus, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "/ca.crt", status.Connect.TLS.CA)
+	require.Equal(t, tokenFile, status.Connect.TokenFile)
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--connect.token", "a", "--connect.token-file", tokenFile}, "connect.token (--connect.token) and connect.token_file (--connect.token-file) are both set"},
+		{[]string{"--connect.tls.ca", "/ca.crt"}, `--connect.tls.* options are set but connect.url (--connect.url) "http://localhost:8001" is not https://`},
+		{[]string{"--connect.url", "https://pico", "--connect.tls.ca", "/ca.crt", "--connect.tls.insecure-skip-verify"}, "connect.tls.ca (--connect.tls.ca) and connect.tls.insecure_skip_verify"},
+	} {
+		_, _, err := Load("agent", tc.args, DefaultAgent, io.Discard)
+		require.ErrorContains(t, err, tc.want, "args %v", tc.args)
+	}
+	_, _, err = Load("status", []string{"--connect.tls.insecure-skip-verify"}, DefaultStatus, io.Discard)
+	require.ErrorContains(t, err, `server.url (--server.url) "http://localhost:8002" is not https://`)
+
+	missing := Credentials{TokenFile: filepath.Join(dir, "missing")}
+	_, err = missing.BearerToken("connect")
+	require.ErrorContains(t, err, "connect.token_file (--connect.token-file)")
+	require.NoError(t, os.WriteFile(tokenFile, []byte(" \n"), 0o600))
+	_, err = agent.Connect.BearerToken("connect")
+	require.ErrorContains(t, err, "is empty")
+}

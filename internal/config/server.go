@@ -12,6 +12,9 @@ import (
 
 // Server is the configuration of `pico server`.
 type Server struct {
+	// Auth authenticates upstreams (agents) on the upstream port: YAML
+	// section `auth`, as Piko names it.
+	Auth     Auth      `yaml:"auth"`
 	Proxy    Proxy     `yaml:"proxy"`
 	Upstream Upstream  `yaml:"upstream"`
 	Admin    Admin     `yaml:"admin"`
@@ -24,18 +27,20 @@ type Server struct {
 // DefaultServer returns the documented defaults.
 func DefaultServer() *Server {
 	return &Server{
+		Auth:     DefaultAuth(),
 		Proxy:    DefaultProxy(),
 		Upstream: DefaultUpstream(),
-		Admin:    Admin{Listener: Listener{BindAddr: ":8002"}},
+		Admin:    Admin{Listener: Listener{BindAddr: ":8002"}, Auth: DefaultAuth()},
 		Gossip:   Gossip{Listener: Listener{BindAddr: ":8003"}},
 		Cluster:  DefaultCluster(),
-		Server:   Lifecycle{GracefulShutdownTimeout: time.Minute},
+		Server:   Lifecycle{GracefulShutdownTimeout: time.Minute, DrainDelay: 5 * time.Second},
 		Log:      Log{Level: "info"},
 	}
 }
 
 // RegisterFlags registers one flag per key, bound to s's fields.
 func (s *Server) RegisterFlags(fs *pflag.FlagSet) {
+	s.Auth.RegisterFlags(fs, "auth")
 	s.Proxy.RegisterFlags(fs)
 	s.Upstream.RegisterFlags(fs)
 	s.Admin.RegisterFlags(fs)
@@ -48,10 +53,11 @@ func (s *Server) RegisterFlags(fs *pflag.FlagSet) {
 // Validate returns every problem found, joined.
 func (s *Server) Validate() error {
 	return errors.Join(
+		s.Auth.Validate("auth"),
 		s.Proxy.Validate(),
 		s.Upstream.Validate(),
-		s.Admin.Validate("admin"),
-		s.Gossip.Validate("gossip"),
+		s.Admin.Validate(),
+		s.Gossip.Validate(),
 		s.Cluster.Validate(),
 		s.Server.Validate(),
 		s.Log.Validate(),
@@ -114,6 +120,12 @@ type Proxy struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxHeaderBytes caps the size of a request's headers.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// Auth, when a key is set, requires proxy clients to present a token
+	// (requests forwarded by another node are not re-authenticated).
+	Auth Auth `yaml:"auth"`
+	// TLS, when set, serves the proxy port over TLS; nodes then forward
+	// to each other over TLS too.
+	TLS TLS `yaml:"tls"`
 }
 
 // DefaultProxy returns the proxy defaults.
@@ -124,6 +136,7 @@ func DefaultProxy() Proxy {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    1 << 20,
+		Auth:              DefaultAuth(),
 	}
 }
 
@@ -134,6 +147,8 @@ func (p *Proxy) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&p.ReadHeaderTimeout, "proxy.read-header-timeout", p.ReadHeaderTimeout, "how long a client may take to send request headers")
 	fs.DurationVar(&p.IdleTimeout, "proxy.idle-timeout", p.IdleTimeout, "how long an idle keep-alive client connection stays open")
 	fs.IntVar(&p.MaxHeaderBytes, "proxy.max-header-bytes", p.MaxHeaderBytes, "maximum size of a request's headers in bytes")
+	p.Auth.RegisterFlags(fs, "proxy.auth")
+	p.TLS.RegisterFlags(fs, "proxy.tls")
 }
 
 // Validate checks the proxy section.
@@ -144,6 +159,8 @@ func (p *Proxy) Validate() error {
 		positiveDuration("proxy.read_header_timeout", p.ReadHeaderTimeout),
 		positiveDuration("proxy.idle_timeout", p.IdleTimeout),
 		positiveInt("proxy.max_header_bytes", p.MaxHeaderBytes),
+		p.Auth.Validate("proxy.auth"),
+		p.TLS.Validate("proxy.tls"),
 	)
 }
 
@@ -154,6 +171,10 @@ type Upstream struct {
 	// endpoint per connection) but reserved; MaxStreamsPerConnection caps
 	// concurrent proxied connections on one upstream session.
 	MaxStreamsPerConnection int `yaml:"max_streams_per_connection"`
+	// TLS, when set, serves the upstream port over TLS (agents use
+	// https:// or wss://). Agents are authenticated by the top-level
+	// `auth` section.
+	TLS TLS `yaml:"tls"`
 }
 
 // DefaultUpstream returns the upstream defaults.
@@ -165,6 +186,7 @@ func DefaultUpstream() Upstream {
 func (u *Upstream) RegisterFlags(fs *pflag.FlagSet) {
 	u.Listener.registerFlags(fs, "upstream", "upstream (agent) connections")
 	fs.IntVar(&u.MaxStreamsPerConnection, "upstream.max-streams-per-connection", u.MaxStreamsPerConnection, "maximum concurrent proxied connections through one upstream connection")
+	u.TLS.RegisterFlags(fs, "upstream.tls")
 }
 
 // Validate checks the upstream section.
@@ -172,27 +194,53 @@ func (u *Upstream) Validate() error {
 	return errors.Join(
 		u.Listener.Validate("upstream"),
 		positiveInt("upstream.max_streams_per_connection", u.MaxStreamsPerConnection),
+		u.TLS.Validate("upstream.tls"),
 	)
 }
 
 // Admin configures the admin listener (health, readiness, metrics, status).
 type Admin struct {
 	Listener `yaml:",inline"`
+	// Auth, when a key is set, requires a token for every route except
+	// /health and /ready, which stay open for Kubernetes probes.
+	Auth Auth `yaml:"auth"`
+	// TLS, when set, serves the admin API over TLS.
+	TLS TLS `yaml:"tls"`
 }
 
 // RegisterFlags registers the admin.* flags.
 func (a *Admin) RegisterFlags(fs *pflag.FlagSet) {
 	a.Listener.registerFlags(fs, "admin", "the admin API (health, readiness, metrics, status)")
+	a.Auth.RegisterFlags(fs, "admin.auth")
+	a.TLS.RegisterFlags(fs, "admin.tls")
+}
+
+// Validate checks the admin section.
+func (a *Admin) Validate() error {
+	return errors.Join(a.Listener.Validate("admin"), a.Auth.Validate("admin.auth"), a.TLS.Validate("admin.tls"))
 }
 
 // Gossip configures memberlist's listener (TCP and UDP).
 type Gossip struct {
 	Listener `yaml:",inline"`
+	// SecretKey, when set, encrypts and authenticates all gossip: the
+	// base64 of a 16, 24 or 32-byte AES key, or the path of a file
+	// holding it (see GossipSecretKey). Nodes without the key can
+	// neither join nor read the cluster.
+	SecretKey string `yaml:"secret_key"`
 }
 
 // RegisterFlags registers the gossip.* flags.
 func (g *Gossip) RegisterFlags(fs *pflag.FlagSet) {
 	g.Listener.registerFlags(fs, "gossip", "cluster gossip (TCP and UDP)")
+	fs.StringVar(&g.SecretKey, "gossip.secret-key", g.SecretKey, "base64 AES key (16, 24 or 32 bytes), or the path of a file holding it, encrypting all gossip; every node needs the same key")
+}
+
+// Validate checks the gossip section, including that the secret key (or
+// its file) holds a usable key.
+func (g *Gossip) Validate() error {
+	_, err := GossipSecretKey(g.SecretKey)
+	return errors.Join(g.Listener.Validate("gossip"), err)
 }
 
 // Cluster configures membership.
@@ -253,16 +301,26 @@ func (c *Cluster) Validate() error {
 type Lifecycle struct {
 	// GracefulShutdownTimeout bounds the SIGTERM drain.
 	GracefulShutdownTimeout time.Duration `yaml:"graceful_shutdown_timeout"`
+	// DrainDelay is how long, after SIGTERM, the proxy port keeps
+	// accepting new requests while /ready already answers 503, so that
+	// load balancers and Kubernetes endpoints stop sending traffic before
+	// the listener closes (at most a quarter of GracefulShutdownTimeout).
+	DrainDelay time.Duration `yaml:"drain_delay"`
 }
 
 // RegisterFlags registers the server.* flags.
 func (l *Lifecycle) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&l.GracefulShutdownTimeout, "server.graceful-shutdown-timeout", l.GracefulShutdownTimeout, "bound on the SIGTERM drain")
+	fs.DurationVar(&l.DrainDelay, "server.drain-delay", l.DrainDelay, "after SIGTERM, how long the proxy port keeps accepting requests while /ready is 503 (load balancers catch up); at most a quarter of --server.graceful-shutdown-timeout")
 }
 
 // Validate checks the server section.
 func (l *Lifecycle) Validate() error {
-	return positiveDuration("server.graceful_shutdown_timeout", l.GracefulShutdownTimeout)
+	var err error
+	if l.DrainDelay < 0 {
+		err = fmt.Errorf("server.drain_delay (--server.drain-delay) is %s; use 0 or a positive duration such as \"5s\"", l.DrainDelay)
+	}
+	return errors.Join(positiveDuration("server.graceful_shutdown_timeout", l.GracefulShutdownTimeout), err)
 }
 
 func positiveDuration(key string, d time.Duration) error {

@@ -146,7 +146,107 @@ func TestEveryKeyHasAFlag(t *testing.T) {
 		"cluster.node_id", "cluster.node_id_prefix", "cluster.join", "cluster.abort_if_join_fails",
 		"cluster.join_timeout", "cluster.rejoin_interval",
 		"server.graceful_shutdown_timeout", "log.level", "log.subsystems",
+		"proxy.read_header_timeout", "proxy.idle_timeout", "proxy.max_header_bytes",
+		"upstream.max_streams_per_connection", "gossip.secret_key",
 	} {
 		require.NotNil(t, fs.Lookup(FlagName(key)[2:]), "no flag for %s", key)
+	}
+	for _, section := range []string{"auth", "proxy.auth", "admin.auth"} {
+		for _, key := range []string{
+			"token_hmac_secret_key", "token_rsa_public_key", "token_ecdsa_public_key",
+			"jwks_url", "jwks_refresh_interval", "token_audience", "token_issuer",
+			"require_endpoints_claim", "disconnect_on_expiry",
+		} {
+			require.NotNil(t, fs.Lookup(FlagName(section + "." + key)[2:]), "no flag for %s.%s", section, key)
+		}
+	}
+	for _, section := range []string{"proxy.tls", "upstream.tls", "admin.tls"} {
+		for _, key := range []string{"cert", "key", "client_cas"} {
+			require.NotNil(t, fs.Lookup(FlagName(section + "." + key)[2:]), "no flag for %s.%s", section, key)
+		}
+	}
+}
+
+func TestSecurityKeysOfTheServer(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "gossip.key")
+	require.NoError(t, os.WriteFile(keyFile, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600))
+	path := writeFile(t, `
+auth:
+  token_hmac_secret_key: /etc/pico-auth/upstream-hmac
+  token_audience: pico-upstream
+  require_endpoints_claim: true
+  disconnect_on_expiry: false
+proxy:
+  auth:
+    jwks_url: https://issuer.example/.well-known/jwks.json
+  tls:
+    cert: /etc/pico-tls/tls.crt
+    key: /etc/pico-tls/tls.key
+upstream:
+  tls:
+    cert: /etc/pico-tls/tls.crt
+    key: /etc/pico-tls/tls.key
+    client_cas: /etc/pico-tls/ca.crt
+admin:
+  auth:
+    token_rsa_public_key: /etc/pico-auth/admin.pem
+  tls:
+    cert: /etc/pico-tls/tls.crt
+    key: /etc/pico-tls/tls.key
+gossip:
+  secret_key: `+keyFile+`
+`)
+	cfg, err := loadServer(t, "--config.path", path, "--admin.auth.token-audience", "pico-admin")
+	require.NoError(t, err)
+	require.Equal(t, "/etc/pico-auth/upstream-hmac", cfg.Auth.TokenHMACSecretKey)
+	require.Equal(t, "pico-upstream", cfg.Auth.TokenAudience)
+	require.True(t, cfg.Auth.RequireEndpointsClaim)
+	require.False(t, cfg.Auth.DisconnectOnExpiry)
+	require.Equal(t, "https://issuer.example/.well-known/jwks.json", cfg.Proxy.Auth.JWKSURL)
+	require.True(t, cfg.Proxy.Auth.DisconnectOnExpiry, "defaults kept in a section the file only partly sets")
+	require.Equal(t, 5*time.Minute, cfg.Proxy.Auth.JWKSRefreshInterval)
+	require.Equal(t, TLS{Cert: "/etc/pico-tls/tls.crt", Key: "/etc/pico-tls/tls.key"}, cfg.Proxy.TLS)
+	require.Equal(t, "/etc/pico-tls/ca.crt", cfg.Upstream.TLS.ClientCAs)
+	require.Equal(t, "/etc/pico-auth/admin.pem", cfg.Admin.Auth.TokenRSAPublicKey)
+	require.Equal(t, "pico-admin", cfg.Admin.Auth.TokenAudience, "flag")
+	require.True(t, cfg.Admin.TLS.Enabled())
+	require.Equal(t, keyFile, cfg.Gossip.SecretKey)
+}
+
+func TestSecurityDefaultsOfTheServer(t *testing.T) {
+	cfg, err := loadServer(t)
+	require.NoError(t, err)
+	for name, a := range map[string]Auth{"auth": cfg.Auth, "proxy.auth": cfg.Proxy.Auth, "admin.auth": cfg.Admin.Auth} {
+		require.Equal(t, DefaultAuth(), a, name)
+		require.False(t, a.Enabled(), name)
+	}
+	for name, tls := range map[string]TLS{"proxy.tls": cfg.Proxy.TLS, "upstream.tls": cfg.Upstream.TLS, "admin.tls": cfg.Admin.TLS} {
+		require.False(t, tls.Enabled(), name)
+	}
+	require.Empty(t, cfg.Gossip.SecretKey)
+}
+
+func TestSecurityValidationOfTheServer(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--auth.require-endpoints-claim"}, "auth.require_endpoints_claim (--auth.require-endpoints-claim) is set but no verification key is"},
+		{[]string{"--auth.jwks-url", "http://issuer/jwks"}, "auth.jwks_url (--auth.jwks-url): plain http"},
+		{[]string{"--proxy.auth.token-audience", "x"}, "proxy.auth.token_audience (--proxy.auth.token-audience) is set but no verification key is"},
+		{[]string{"--admin.auth.token-issuer", "x"}, "admin.auth.token_issuer (--admin.auth.token-issuer) is set but no verification key is"},
+		{[]string{"--proxy.tls.cert", "c.pem"}, "proxy.tls.key (--proxy.tls.key) is empty"},
+		{[]string{"--upstream.tls.key", "k.pem"}, "upstream.tls.cert (--upstream.tls.cert) is empty"},
+		{[]string{"--admin.tls.client-cas", "ca.pem"}, "admin.tls.client_cas (--admin.tls.client-cas) needs TLS"},
+		{[]string{"--gossip.secret-key", "c2hvcnQ="}, "gossip.secret_key (--gossip.secret-key): the value decodes to 5 bytes"},
+		{[]string{"--gossip.secret-key", "/etc/pico/no-such-gossip.key"}, "file /etc/pico/no-such-gossip.key does not exist"},
+	} {
+		_, err := loadServer(t, tc.args...)
+		require.ErrorContains(t, err, tc.want, "args %v", tc.args)
+	}
+	// Every problem at once.
+	_, err := loadServer(t, "--auth.token-issuer", "x", "--admin.tls.cert", "c", "--gossip.secret-key", "!")
+	for _, want := range []string{"auth.token_issuer", "admin.tls.key", "gossip.secret_key"} {
+		require.ErrorContains(t, err, want)
 	}
 }

@@ -13,9 +13,19 @@ import (
 //	server:
 //	  url: http://localhost:8002   # the server's admin port
 //	  timeout: 10s
+//	connect:                       # credentials, as for pico agent and forward
+//	  token: ""                    # for an admin API with admin.auth
+//	  token_file: ""
+//	  tls: {ca: "", insecure_skip_verify: false, cert: "", key: ""}
 //	output: text                   # or json
+//
+// The credentials are under `connect` (flags --connect.token,
+// --connect.tls.ca, ...) like every client command's, while the address
+// stays server.url.
 type Status struct {
 	Server StatusServer `yaml:"server"`
+	// Connect holds the credentials presented to the admin API.
+	Connect Credentials `yaml:"connect"`
 	// Output is "text" (aligned tables) or "json" (the admin API's JSON,
 	// indented).
 	Output string `yaml:"output"`
@@ -47,6 +57,7 @@ func DefaultStatus() *Status {
 func (s *Status) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.Server.URL, "server.url", s.Server.URL, "URL of the server's admin API")
 	fs.DurationVar(&s.Server.Timeout, "server.timeout", s.Server.Timeout, "bound on one admin API request")
+	s.Connect.RegisterFlags(fs, "connect")
 	fs.StringVar(&s.Output, "output", s.Output, "output format: text (tables) or json")
 }
 
@@ -55,6 +66,7 @@ func (s *Status) Validate() error {
 	errs := []error{
 		validateServerURL("server.url", s.Server.URL, "http", "https"),
 		positiveDuration("server.timeout", s.Server.Timeout),
+		s.Connect.Validate("connect", "server.url", s.Server.URL),
 	}
 	if s.Output != OutputText && s.Output != OutputJSON {
 		errs = append(errs, fmt.Errorf("output (--output) is %q; use text or json", s.Output))

@@ -69,6 +69,12 @@ type ClientTLS struct {
 	Key  string `yaml:"key"`
 }
 
+// Enabled reports whether any option is set (otherwise the system roots
+// verify the server and no client certificate is sent).
+func (c *ClientTLS) Enabled() bool {
+	return c.CA != "" || c.InsecureSkipVerify || c.Cert != "" || c.Key != ""
+}
+
 // RegisterFlags registers the <prefix>.* flags, e.g. --connect.tls.ca for
 // prefix "connect.tls".
 func (c *ClientTLS) RegisterFlags(fs *pflag.FlagSet, prefix string) {
