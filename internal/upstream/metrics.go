@@ -6,6 +6,7 @@ type registryMetrics struct {
 	sessions      prometheus.Gauge
 	endpoints     prometheus.Gauge
 	registrations *prometheus.CounterVec
+	expired       prometheus.Counter
 }
 
 func newRegistryMetrics(reg prometheus.Registerer) *registryMetrics {
@@ -20,11 +21,15 @@ func newRegistryMetrics(reg prometheus.Registerer) *registryMetrics {
 		}),
 		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pico_upstream_registrations_total",
-			Help: "Upstream registration attempts by result (accepted, invalid, draining, failed).",
+			Help: "Upstream registration attempts by result (accepted, invalid, unauthorized, forbidden, draining, failed).",
 		}, []string{"result"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pico_upstream_token_expirations_total",
+			Help: "Upstream connections retired because their token expired.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.endpoints, m.registrations)
+		reg.MustRegister(m.sessions, m.endpoints, m.registrations, m.expired)
 	}
 	return m
 }

@@ -423,16 +423,7 @@ func (r *Registry) Drain(ctx context.Context) error {
 	r.logger.Info("draining upstream connections", "sessions", len(sessions))
 	var goAways sync.WaitGroup
 	for _, s := range sessions {
-		goAways.Go(func() {
-			if err := s.mux.GoAway(); err != nil {
-				r.logger.Debug("go away failed", "session", s.id, "error", err)
-			}
-			s.closeIdle()
-			// Close now if idle; otherwise the last Release closes it.
-			if s.active.Load() == 0 {
-				s.shut()
-			}
-		})
+		goAways.Go(s.goAway)
 	}
 	goAways.Wait()
 
@@ -447,6 +438,42 @@ func (r *Registry) Drain(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// goAway tells the agent of a session that left routing (closing set) to
+// go away and closes the session once it is idle; otherwise the last
+// Release closes it.
+func (s *Session) goAway() {
+	if err := s.mux.GoAway(); err != nil {
+		s.registry.logger.Debug("go away failed", "session", s.id, "error", err)
+	}
+	s.closeIdle()
+	if s.active.Load() == 0 {
+		s.shut()
+	}
+}
+
+// Retire takes s out of routing, tells its agent to go away (yamux GoAway:
+// the agent reconnects at once) and closes s as soon as its in-flight
+// streams finish, at the latest after grace.
+func (s *Session) Retire(grace time.Duration) {
+	r := s.registry
+	r.mu.Lock()
+	if r.removeLocked(s) {
+		r.notifyLocked()
+	}
+	s.closing.Store(true)
+	r.mu.Unlock()
+	s.goAway()
+	go func() {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			s.shut()
+		case <-s.closed:
+		}
+	}()
 }
 
 // Close closes every session at once.
