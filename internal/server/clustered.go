@@ -23,14 +23,19 @@ func ClusterMembership(cfg *config.Server, logger *slog.Logger) MembershipFactor
 		clusterCfg.NodeID, clusterCfg.NodeIDPrefix = local.ID, "" // the server already chose a fresh ID
 		gossip := cfg.Gossip
 		gossip.BindAddr, gossip.AdvertiseAddr = local.GossipBindAddr, local.GossipAdvertiseAddr
+		key, err := config.GossipSecretKey(cfg.Gossip.SecretKey)
+		if err != nil {
+			return nil, err
+		}
 		c, err := cluster.New(cluster.Config{
-			Cluster:      clusterCfg,
-			Gossip:       gossip,
-			ProxyAddr:    local.ProxyAddr,
-			AdminAddr:    local.AdminAddr,
-			UpstreamAddr: local.UpstreamAddr,
-			Logger:       logger,
-			Registerer:   metrics,
+			Cluster:         clusterCfg,
+			Gossip:          gossip,
+			GossipSecretKey: key,
+			ProxyAddr:       local.ProxyAddr,
+			AdminAddr:       local.AdminAddr,
+			UpstreamAddr:    local.UpstreamAddr,
+			Logger:          logger,
+			Registerer:      metrics,
 		})
 		if err != nil {
 			return nil, err

@@ -37,17 +37,13 @@ import (
 	"github.com/pico-proxy/pico/internal/upstream"
 )
 
-// DefaultShutdownGrace is how long the proxy port keeps serving new
-// requests after the drain began.
-const DefaultShutdownGrace = 2 * time.Second
-
 // Option customises a Server.
 type Option func(*options)
 
 type options struct {
 	membership    MembershipFactory
 	upstreamWait  time.Duration
-	shutdownGrace time.Duration
+	shutdownGrace *time.Duration // nil: server.drain_delay
 	streamReuse   bool
 	metrics       *prometheus.Registry
 }
@@ -64,11 +60,11 @@ func WithUpstreamWait(d time.Duration) Option {
 	return func(o *options) { o.upstreamWait = d }
 }
 
-// WithShutdownGrace sets how long the proxy port keeps serving new
-// requests after the drain began (default DefaultShutdownGrace, bounded by
-// a quarter of server.graceful_shutdown_timeout).
+// WithShutdownGrace overrides server.drain_delay: how long the proxy port
+// keeps serving new requests after the drain began (bounded by a quarter
+// of server.graceful_shutdown_timeout).
 func WithShutdownGrace(d time.Duration) Option {
-	return func(o *options) { o.shutdownGrace = d }
+	return func(o *options) { o.shutdownGrace = &d }
 }
 
 // WithStreamReuse enables (default) or disables HTTP keep-alive on the
@@ -104,6 +100,7 @@ type Server struct {
 
 	proxy      *proxy.Proxy
 	membership Membership
+	security   *security
 
 	proxyLn, upstreamLn, adminLn    net.Listener
 	proxySrv, upstreamSrv, adminSrv *http.Server
@@ -130,10 +127,9 @@ func New(cfg *config.Server, logger *slog.Logger, opts ...Option) (*Server, erro
 		return nil, err
 	}
 	o := options{
-		membership:    NewStandalone,
-		upstreamWait:  proxy.DefaultUpstreamWait,
-		shutdownGrace: DefaultShutdownGrace,
-		streamReuse:   true,
+		membership:   NewStandalone,
+		upstreamWait: proxy.DefaultUpstreamWait,
+		streamReuse:  true,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -142,7 +138,12 @@ func New(cfg *config.Server, logger *slog.Logger, opts ...Option) (*Server, erro
 		o.metrics = prometheus.NewRegistry()
 		o.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	sec, err := newSecurity(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
+		security: sec,
 		cfg:      cfg,
 		base:     logger,
 		logger:   logger.With("subsystem", "server"),
@@ -218,22 +219,24 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		LocalID:             s.id,
 		GatewayTimeout:      s.cfg.Proxy.GatewayTimeout,
 		UpstreamWait:        s.opts.upstreamWait,
+		DialNode:            s.security.dialNode(),
 		OneRequestPerStream: !s.opts.streamReuse,
 		Metrics:             s.metrics,
 		Logger:              s.base,
 	})
 	s.proxySrv = s.httpServer("proxy", s.proxy)
-	s.upstreamSrv = s.httpServer("upstream", upstream.NewHandler(s.registry, s.base))
-	s.adminSrv = s.httpServer("admin", admin.New(admin.Options{
+	s.upstreamSrv = s.httpServer("upstream", upstream.NewHandler(s.registry, s.base,
+		upstream.WithVerifier(s.security.upstreamAuth, s.cfg.Proxy.GatewayTimeout)))
+	s.adminSrv = s.httpServer("admin", s.security.adminAuth.AdminMiddleware(admin.New(admin.Options{
 		Ready:     s.ready.Load,
 		Gatherer:  s.metrics,
 		Cluster:   s.membership,
 		Endpoints: s.registry.Counts,
 		Logger:    s.base,
-	}))
-	s.serve(s.proxySrv, s.proxyLn)
-	s.serve(s.upstreamSrv, s.upstreamLn)
-	s.serve(s.adminSrv, s.adminLn)
+	})))
+	s.serve(s.proxySrv, wrapListener(s.proxyLn, s.security.proxyTLS))
+	s.serve(s.upstreamSrv, wrapListener(s.upstreamLn, s.security.upstreamTLS))
+	s.serve(s.adminSrv, wrapListener(s.adminLn, s.security.adminTLS))
 	s.syncing = true
 	go s.syncEndpoints()
 
@@ -318,7 +321,11 @@ func (s *Server) drain(ctx context.Context) error {
 	// Lame duck: keep serving (without keep-alive) so that load
 	// balancers and peers notice the node is leaving.
 	s.proxySrv.SetKeepAlivesEnabled(false)
-	grace := min(s.opts.shutdownGrace, timeout/4)
+	delay := s.cfg.Server.DrainDelay
+	if s.opts.shutdownGrace != nil {
+		delay = *s.opts.shutdownGrace
+	}
+	grace := min(delay, timeout/4)
 	if grace > 0 {
 		t := time.NewTimer(grace)
 		select {
@@ -396,4 +403,5 @@ func (s *Server) closeNow() {
 		}
 	}
 	s.serving.Wait()
+	s.security.close()
 }
