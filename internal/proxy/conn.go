@@ -22,6 +22,10 @@ import (
 // agent's blocked writes finish and it notices the close).
 const abortDrainTimeout = 5 * time.Second
 
+// keepBufferLimit: an idle stream keeps its receive buffer (saving an
+// allocation per response) unless its last exchange received more.
+const keepBufferLimit = 16 << 10
+
 // longAgo is a deadline in the past: it unblocks a connection's pending
 // reads.
 var longAgo = time.Unix(1, 0)
@@ -136,12 +140,7 @@ func writeRequestHead(bw *bufio.Writer, req *http.Request, chunked, closeConn bo
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(req.Host)
 	bw.WriteString("\r\n")
-	exclude := headHeadersWrittenHere
-	if ua, ok := req.Header["User-Agent"]; ok && len(ua) == 1 && ua[0] == "" {
-		// The reverse proxy's way of saying "send no User-Agent".
-		exclude = headHeadersWrittenHereNoUA
-	}
-	_ = req.Header.WriteSubset(bw, exclude)
+	_ = req.Header.WriteSubset(bw, headHeadersWrittenHere)
 	switch {
 	case chunked:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
@@ -160,21 +159,12 @@ func writeRequestHead(bw *bufio.Writer, req *http.Request, chunked, closeConn bo
 	bw.WriteString("\r\n")
 }
 
-var (
-	headHeadersWrittenHere = map[string]bool{
-		"Host":              true,
-		"Content-Length":    true,
-		"Transfer-Encoding": true,
-		"Trailer":           true,
-	}
-	headHeadersWrittenHereNoUA = map[string]bool{
-		"Host":              true,
-		"Content-Length":    true,
-		"Transfer-Encoding": true,
-		"Trailer":           true,
-		"User-Agent":        true,
-	}
-)
+var headHeadersWrittenHere = map[string]bool{
+	"Host":              true,
+	"Content-Length":    true,
+	"Transfer-Encoding": true,
+	"Trailer":           true,
+}
 
 // streamConn is the connection of one HTTP exchange with where it came
 // from: a yamux stream of a leased upstream session, or a pooled TCP
@@ -217,7 +207,11 @@ func (c *streamConn) finish(complete bool) {
 		keep := complete && c.keepAlive && (!c.hasBody || c.bodySent.Load()) && c.br.Buffered() == 0
 		switch {
 		case keep && c.session != nil:
-			c.session.PutIdle(c.conn.(*yamux.Stream))
+			stream := c.conn.(*yamux.Stream)
+			if c.received > keepBufferLimit {
+				stream.Shrink() // do not keep a large receive buffer idle
+			}
+			c.session.PutIdle(stream)
 		case keep:
 			c.pool.put(c.addr, c.conn)
 		default:

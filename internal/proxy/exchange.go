@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"net/http"
 
 	"github.com/pico-proxy/pico/internal/cluster"
@@ -9,8 +8,8 @@ import (
 )
 
 // exchange is the state of one proxied request. It doubles as the
-// ResponseWriter handed to the reverse proxy so that the status is
-// recorded without a second allocation.
+// client's ResponseWriter, recording the status without a second
+// allocation.
 type exchange struct {
 	http.ResponseWriter
 	status      int
@@ -38,13 +37,6 @@ type exchange struct {
 	attempts      int
 }
 
-type exchangeKey struct{}
-
-func exchangeFrom(ctx context.Context) *exchange {
-	ex, _ := ctx.Value(exchangeKey{}).(*exchange)
-	return ex
-}
-
 func (ex *exchange) WriteHeader(code int) {
 	if !ex.wroteHeader && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		ex.status = code
@@ -64,7 +56,7 @@ func (ex *exchange) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and Hijack.
 func (ex *exchange) Unwrap() http.ResponseWriter { return ex.ResponseWriter }
 
-// Flush is used by httputil.ReverseProxy to stream responses.
+// Flush sends what was written so far to the client.
 func (ex *exchange) Flush() {
 	if !ex.wroteHeader {
 		ex.status = http.StatusOK

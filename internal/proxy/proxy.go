@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httputil"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,8 +64,7 @@ type Proxy struct {
 	logger         *slog.Logger
 	metrics        *metrics
 
-	reverse *httputil.ReverseProxy
-	nodes   *nodePool
+	nodes *nodePool
 
 	inFlight atomic.Int64
 	draining atomic.Bool
@@ -95,13 +92,6 @@ func New(opts Options) *Proxy {
 		idle:           make(chan struct{}, 1),
 	}
 	p.nodes = newNodePool(opts.DialNode)
-	p.reverse = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    &transport{p: p},
-		BufferPool:   copyBuffers,
-		ErrorHandler: p.answerError,
-		ErrorLog:     slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-	}
 	return p
 }
 
@@ -117,7 +107,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		p.end(ex, r, start)
 		if v != nil {
-			panic(v) // http.ErrAbortHandler from the reverse proxy: abort the connection
+			panic(v) // http.ErrAbortHandler: abort the client connection
 		}
 	}()
 
@@ -150,7 +140,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// response byte).
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
-	p.reverse.ServeHTTP(ex, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
+	p.serveProxied(ex, r)
 }
 
 func isReserved(path string) bool {
@@ -190,46 +180,6 @@ func stripForwardHeaders(h http.Header) {
 			delete(h, k)
 		}
 	}
-}
-
-// rewrite builds the outgoing request: Host kept, X-Forwarded-* set.
-func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
-	in, out := pr.In, pr.Out
-	ex := exchangeFrom(in.Context())
-	out.URL.Scheme = "http"
-	out.URL.Host = in.Host
-	out.Host = in.Host
-	// The body is read (and 100 Continue sent to the client) as soon as
-	// the request is proxied; the upstream must not wait for one.
-	delete(out.Header, "Expect")
-	if ex.forwardedBy != "" {
-		// The member that forwarded the request already set them.
-		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
-			if v, ok := in.Header[h]; ok {
-				out.Header[h] = v
-			}
-		}
-		return
-	}
-	clientIP, _, err := net.SplitHostPort(in.RemoteAddr)
-	if err != nil {
-		clientIP = in.RemoteAddr
-	}
-	if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
-		clientIP = strings.Join(prior, ", ") + ", " + clientIP
-	}
-	out.Header["X-Forwarded-For"] = []string{clientIP}
-	if in.TLS != nil {
-		out.Header["X-Forwarded-Proto"] = []string{"https"}
-	} else {
-		out.Header["X-Forwarded-Proto"] = []string{"http"}
-	}
-	out.Header["X-Forwarded-Host"] = []string{in.Host}
-}
-
-// answerError is the reverse proxy's error handler.
-func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
-	p.writeError(w, exchangeFrom(r.Context()), err)
 }
 
 // writeError answers err as JSON with the status classify gives it.
@@ -409,7 +359,7 @@ func (p *Proxy) WaitIdle(ctx context.Context) error {
 // CloseIdleConnections closes idle pooled connections to other nodes.
 func (p *Proxy) CloseIdleConnections() { p.nodes.closeIdle() }
 
-// copyBuffers is the reverse proxy's pool of body copy buffers.
+// copyBuffers pools the buffers that copy bodies.
 var copyBuffers = &bufferPool{}
 
 type bufferPool struct{ pool sync.Pool }

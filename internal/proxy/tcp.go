@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -32,7 +31,7 @@ func (p *Proxy) serveTCP(ex *exchange, r *http.Request) {
 		if session == nil {
 			ex.firstNode = &node
 			ex.remoteOnly = true
-			p.reverse.ServeHTTP(ex, r.WithContext(context.WithValue(ctx, exchangeKey{}, ex)))
+			p.serveProxied(ex, r)
 			return
 		}
 		stream, err := session.Open()

@@ -11,14 +11,10 @@ import (
 	"github.com/pico-proxy/pico/internal/upstream"
 )
 
-// transport is the reverse proxy's RoundTripper: it routes each request to
-// a local upstream stream or another node and retries where that is safe.
-type transport struct{ p *Proxy }
-
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	p := t.p
+// roundTrip routes req to a local upstream stream or another node and
+// returns the response, retrying where that is safe.
+func (p *Proxy) roundTrip(req *http.Request, ex *exchange) (*http.Response, error) {
 	ctx := req.Context()
-	ex := exchangeFrom(ctx)
 	var body *guardedBody
 	if req.Body != nil && req.Body != http.NoBody {
 		body = &guardedBody{rc: req.Body}

@@ -67,9 +67,9 @@ func streamOpen(stream *yamux.Stream) bool {
 
 // PutIdle keeps a stream whose exchange completed cleanly for another
 // request, or closes it when the session is going away or has enough idle
-// streams.
+// streams. The stream keeps its receive buffer (reused by the next
+// response); call stream.Shrink first after large responses.
 func (s *Session) PutIdle(stream *yamux.Stream) {
-	stream.Shrink()
 	s.poolMu.Lock()
 	if s.closing.Load() || len(s.idle) >= MaxIdleStreams || s.mux.IsClosed() {
 		s.poolMu.Unlock()

@@ -1,0 +1,217 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// serveProxied proxies r (already routed to ex.endpoint) and answers the
+// client: the request is rewritten in place (the handler owns it), sent
+// by roundTrip, and the response head and body are passed back, streamed.
+func (p *Proxy) serveProxied(ex *exchange, r *http.Request) {
+	p.prepareRequest(ex, r)
+	resp, err := p.roundTrip(r, ex)
+	if err != nil {
+		p.writeError(ex, ex, err)
+		return
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		p.switchProtocols(ex, r, resp)
+		return
+	}
+	defer resp.Body.Close()
+
+	removeHopByHopHeaders(resp.Header)
+	resp.Header.Del(NoUpstreamHeader)
+	h := ex.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	if len(resp.Trailer) > 0 {
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		h["Trailer"] = []string{strings.Join(names, ", ")}
+	}
+	ex.WriteHeader(resp.StatusCode)
+
+	if err := copyBody(ex, resp.Body, streaming(resp)); err != nil {
+		// Headers are out: abort the client connection so that a
+		// truncated body cannot look complete.
+		p.logger.Debug("response body cut", "endpoint", ex.endpoint, "error", err)
+		panic(http.ErrAbortHandler)
+	}
+	_ = resp.Body.Close() // now, so that resp.Trailer is complete
+	for k, v := range resp.Trailer {
+		h[http.TrailerPrefix+k] = v
+	}
+}
+
+// prepareRequest turns the client's request into the upstream request:
+// hop-by-hop headers removed (an upgrade's kept), X-Forwarded-* set, no
+// Expect (the body is read, and 100 Continue sent, as soon as it is
+// proxied).
+func (p *Proxy) prepareRequest(ex *exchange, r *http.Request) {
+	upgrade := upgradeType(r.Header)
+	te := r.Header["Te"]
+	removeHopByHopHeaders(r.Header)
+	delete(r.Header, "Expect")
+	if headerValuesContain(te, "trailers") {
+		r.Header["Te"] = []string{"trailers"}
+	}
+	if upgrade != "" {
+		r.Header["Connection"] = []string{"Upgrade"}
+		r.Header["Upgrade"] = []string{upgrade}
+	}
+	if r.ContentLength == 0 {
+		r.Body = nil
+	}
+	if ex.forwardedBy != "" {
+		return // the member that forwarded it set X-Forwarded-*
+	}
+	clientIP, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		clientIP = r.RemoteAddr
+	}
+	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+		clientIP = strings.Join(prior, ", ") + ", " + clientIP
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	r.Header["X-Forwarded-For"] = []string{clientIP}
+	r.Header["X-Forwarded-Proto"] = []string{proto}
+	r.Header["X-Forwarded-Host"] = []string{r.Host}
+	delete(r.Header, "Forwarded")
+}
+
+// streaming reports whether a response must reach the client as it comes
+// (unknown length, or server-sent events), flushing every write.
+func streaming(resp *http.Response) bool {
+	if resp.ContentLength == -1 {
+		return true
+	}
+	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(ct), "text/event-stream")
+}
+
+// copyBody copies body to the client with a pooled buffer, flushing after
+// every write when flush is set.
+func copyBody(ex *exchange, body io.Reader, flush bool) error {
+	buf := copyBuffers.Get()
+	defer copyBuffers.Put(buf)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, werr := ex.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if flush {
+				ex.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// switchProtocols completes an upgrade (WebSocket and the like): the 101
+// goes to the client, then bytes are piped both ways until either side
+// ends.
+func (p *Proxy) switchProtocols(ex *exchange, r *http.Request, resp *http.Response) {
+	backend := resp.Body.(io.ReadWriteCloser)
+	defer backend.Close()
+	if up := upgradeType(resp.Header); up == "" || !strings.EqualFold(up, r.Header.Get("Upgrade")) {
+		p.writeError(ex, ex, &upstreamError{err: errors.New("the upstream switched to a protocol the client did not ask for")})
+		return
+	}
+	client, brw, err := http.NewResponseController(ex.ResponseWriter).Hijack()
+	if err != nil {
+		p.writeError(ex, ex, &upstreamError{err: err})
+		return
+	}
+	defer client.Close()
+	ex.status = http.StatusSwitchingProtocols
+	resp.Body = nil
+	if err := resp.Write(brw); err != nil {
+		return
+	}
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	pipeUpgraded(client, brw.Reader, backend)
+}
+
+// pipeUpgraded copies client (whose already buffered bytes are in br) and
+// backend both ways until either direction ends, then closes both.
+func pipeUpgraded(client net.Conn, br *bufio.Reader, backend io.ReadWriteCloser) {
+	var once sync.Once
+	closeBoth := func() {
+		once.Do(func() {
+			_ = client.Close()
+			_ = backend.Close()
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := copyBuffers.Get()
+		defer copyBuffers.Put(buf)
+		_, _ = io.CopyBuffer(backend, br, buf)
+		closeBoth()
+	}()
+	buf := copyBuffers.Get()
+	_, _ = io.CopyBuffer(client, backend, buf)
+	copyBuffers.Put(buf)
+	closeBoth()
+	<-done
+}
+
+// hopByHopHeaders apply to one connection only (RFC 9110, 7.6.1).
+var hopByHopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func removeHopByHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHopHeaders {
+		delete(h, name)
+	}
+}
+
+// upgradeType is the protocol an upgrade request or 101 response names.
+func upgradeType(h http.Header) string {
+	if !headerValuesContain(h["Connection"], "upgrade") {
+		return ""
+	}
+	return h.Get("Upgrade")
+}
+
+func headerValuesContain(values []string, token string) bool {
+	for _, v := range values {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
