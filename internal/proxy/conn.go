@@ -3,11 +3,11 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -76,10 +76,21 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 
 	ctx := req.Context()
 	conn := c.conn
-	c.stopAbort = context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(longAgo) })
-	_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	abort := func() { _ = conn.SetReadDeadline(longAgo) }
+	c.stopAbort = context.AfterFunc(ctx, abort)
+	// One timer per request rather than a read deadline (yamux starts a
+	// timer for every read that waits under a deadline).
+	timedOut := false
+	timer := time.AfterFunc(timeout, abort)
 	c.br = getReader(c)
 	resp, err = readResponse(c.br, req)
+	if !timer.Stop() && ctx.Err() == nil {
+		timedOut = true // even if the head arrived as it fired
+		if err == nil {
+			_ = resp.Body.Close()
+			err = os.ErrDeadlineExceeded
+		}
+	}
 	if err != nil {
 		received := c.received
 		c.finish(false)
@@ -89,8 +100,7 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 		if bodyErr := c.bodyErr.Load(); bodyErr != nil {
 			return nil, &upstreamError{err: fmt.Errorf("reading the request body: %w", *bodyErr)}, false
 		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if timedOut {
 			return nil, &gatewayTimeoutError{timeout: p.gatewayTimeout}, false
 		}
 		// The connection failed, or the far end closed a reused one,
@@ -101,7 +111,6 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 		}
 		return nil, &upstreamError{err: err}, received == 0 && idempotent(req)
 	}
-	_ = conn.SetReadDeadline(time.Time{})
 	if resp.Close {
 		c.keepAlive = false
 	}
