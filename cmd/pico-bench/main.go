@@ -58,6 +58,7 @@ type options struct {
 	sessions      int
 	routableRuns  int
 	rollingRate   int
+	keepLogs      bool
 	addrs         addresses
 }
 
@@ -75,6 +76,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.sessions, "sessions", 10000, "idle upstream sessions of the memory section")
 	fs.IntVar(&o.routableRuns, "routable-runs", 20, "new endpoints timed by the routable section")
 	fs.IntVar(&o.rollingRate, "rolling-rate", 200, "requests/s during the rolling restart")
+	fs.BoolVar(&o.keepLogs, "keep-logs", false, "keep the directory with the servers' and agents' logs (kept anyway when a section fails)")
 	firstIP := fs.String("first-ip", "127.0.0.60", "first of the 9 consecutive loopback addresses used: balancers, 3 cluster nodes, the memory node and 4 client sources")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -223,6 +225,10 @@ func run() error {
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d section(s) failed (logs in %s)", failed, tmp)
+	}
+	if o.keepLogs {
+		fmt.Fprintf(os.Stderr, "logs in %s\n", tmp)
+		return nil
 	}
 	_ = os.RemoveAll(tmp)
 	return nil

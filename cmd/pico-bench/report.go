@@ -171,6 +171,32 @@ func (r *report) headlineRatios() string {
 		pct(s.RPS, d.RPS), ratio(s.P50, d.P50), pct(c.RPS, s.RPS))
 }
 
+// cpuTable: CPU time per request of every process on each path at the
+// headline concurrency.
+func (r *report) cpuTable() *table {
+	h := r.Headline
+	t := &table{
+		title:  fmt.Sprintf("1b. CPU time per request (µs) at %d connections, by process", h.Connections),
+		header: append(append([]string{"path"}, cpuComponents...), "total", fmt.Sprintf("req/s if %d CPUs did only this", r.Machine.CPUs)),
+	}
+	for _, p := range paths {
+		x := h.Results[p]
+		if x.Requests == 0 {
+			continue
+		}
+		row := []string{p}
+		var total time.Duration
+		for _, c := range cpuComponents {
+			total += x.CPU[c]
+			row = append(row, fmt.Sprintf("%.0f", float64(x.CPU[c].Microseconds())/float64(x.Requests)))
+		}
+		perReq := float64(total.Microseconds()) / float64(x.Requests)
+		row = append(row, fmt.Sprintf("**%.0f**", perReq), fmt.Sprintf("%.0f", float64(r.Machine.CPUs)*1e6/perReq))
+		t.add(row...)
+	}
+	return t
+}
+
 func (r *report) sweepTable() *table {
 	t := &table{
 		title: fmt.Sprintf("2. Throughput and latency vs concurrent connections (1 KiB GET, %s per run)", r.Sweep.Duration),
@@ -234,8 +260,9 @@ func (r *report) routableTable() *table {
 		if i == 0 {
 			name += " (agent's node)"
 		}
-		row(name, rt.node(i))
+		row(name, column(rt.Samples, i))
 	}
+	row("for scale: one request once routable, any node", rt.requests())
 	return t
 }
 
@@ -243,17 +270,17 @@ func (r *report) rollingTable() *table {
 	rr := r.Rolling
 	t := &table{
 		title:  fmt.Sprintf("5. Rolling restart of a 3-node cluster under %d req/s", rr.Rate),
-		header: []string{"node", "SIGTERM → exit", "exit", "start → /ready", "failed requests"},
+		header: []string{"node", "SIGTERM → exit", "exit", "start → /ready", "failed requests", "new process: requests served, upstreams at the end"},
 	}
 	for _, x := range rr.Restarts {
 		exit := "0"
 		if x.ExitErr != "" {
 			exit = x.ExitErr
 		}
-		t.add(x.IP, dur(x.Drain), exit, dur(x.Start), fmt.Sprint(x.Failures))
+		t.add(x.IP, dur(x.Drain), exit, dur(x.Start), fmt.Sprint(x.Failures), fmt.Sprintf("%.0f, %.0f", x.Served, x.Upstreams))
 	}
 	l := rr.Load
-	t.add("**total**", "", "", "", fmt.Sprintf("**%d of %d**", len(l.Failed), l.Requests))
+	t.add("**total**", "", "", "", fmt.Sprintf("**%d of %d**", len(l.Failed), l.Requests), "")
 	return t
 }
 
@@ -277,6 +304,7 @@ func (r *report) sections() []section {
 	var out []section
 	if r.Headline != nil {
 		out = append(out, section{"headline", r.headlineTable(), r.headlineRatios(), methodHeadline})
+		out = append(out, section{"cpu", r.cpuTable(), "", methodCPU})
 	}
 	if r.Sweep != nil {
 		out = append(out, section{"sweep", r.sweepTable(), "", methodSweep})

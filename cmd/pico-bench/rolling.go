@@ -31,6 +31,9 @@ type restart struct {
 	ExitErr  string        // empty for exit 0
 	Start    time.Duration // start to /ready
 	Failures int           // failed requests sent during this restart
+	// Served and Upstreams are the new process's proxied requests and
+	// upstream connections at the end of the section.
+	Served, Upstreams float64
 }
 
 // runRolling builds the rolling-restart setup on the cluster (two agent
@@ -62,7 +65,7 @@ func (e *env) runRolling() error {
 
 	cfgPath := filepath.Join(e.tmp, "rolling-agent.yaml")
 	var yaml strings.Builder
-	fmt.Fprintf(&yaml, "connect:\n  url: http://%s\ngrace_period: 10s\nlog:\n  level: warn\nendpoints:\n", upstreamLBAddr)
+	fmt.Fprintf(&yaml, "connect:\n  url: http://%s\ngrace_period: 2s\nlog:\n  level: warn\nendpoints:\n", upstreamLBAddr)
 	for _, ep := range rollingEndpoints {
 		fmt.Fprintf(&yaml, "  - {id: %s, protocol: http, addr: %q}\n", ep, e.upstream)
 	}
@@ -129,6 +132,11 @@ func (e *env) runRolling() error {
 	}
 	res.Load = load.stop()
 	res.Duration = time.Since(start)
+	for i := range res.Restarts {
+		n := nodes[i]
+		res.Restarts[i].Served, _ = metric(context.Background(), n.adminURL(), "pico_proxy_requests_total")
+		res.Restarts[i].Upstreams, _ = metric(context.Background(), n.adminURL(), "pico_upstream_connections")
+	}
 	e.rep.Rolling = res
 	return restartErr
 }

@@ -18,6 +18,9 @@ import (
 type routableResult struct {
 	Nodes   int
 	Samples [][]time.Duration // [run][node]
+	// Request is, per run and node, one more request's duration once the
+	// endpoint is routable: the share of a sample that is not waiting.
+	Request [][]time.Duration
 }
 
 // everywhere returns, per run, the time until the last node routed.
@@ -31,11 +34,20 @@ func (r *routableResult) everywhere() []time.Duration {
 	return out
 }
 
-// node returns every run's time for one node.
-func (r *routableResult) node(i int) []time.Duration {
-	out := make([]time.Duration, len(r.Samples))
-	for j, s := range r.Samples {
-		out[j] = s[i]
+// column returns every run's time for one node.
+func column(samples [][]time.Duration, node int) []time.Duration {
+	out := make([]time.Duration, len(samples))
+	for j, s := range samples {
+		out[j] = s[node]
+	}
+	return out
+}
+
+// requests returns every request time of every node.
+func (r *routableResult) requests() []time.Duration {
+	var out []time.Duration
+	for _, s := range r.Request {
+		out = append(out, s...)
 	}
 	return out
 }
@@ -58,7 +70,9 @@ func (e *env) runRoutable() error {
 		endpoint := fmt.Sprintf("routable-%02d", run+1)
 		cfg := config.DefaultAgent()
 		cfg.Connect.URL = nodes[0].upstreamURL()
-		cfg.GracePeriod = 2 * time.Second
+		// The server keeps idle keep-alive streams, which hold the
+		// agent's drain for the whole grace period: keep it short.
+		cfg.GracePeriod = 200 * time.Millisecond
 		cfg.Endpoints = []agent.Endpoint{{ID: endpoint, Protocol: "http", Addr: e.upstream}}
 		a, err := agent.New(*cfg, slog.New(slog.DiscardHandler))
 		if err != nil {
@@ -72,6 +86,7 @@ func (e *env) runRoutable() error {
 		regCancel()
 		registered := time.Now()
 		sample := make([]time.Duration, len(nodes))
+		request := make([]time.Duration, len(nodes))
 		errs := make([]error, len(nodes))
 		if err == nil {
 			var wg sync.WaitGroup
@@ -79,6 +94,11 @@ func (e *env) runRoutable() error {
 				wg.Go(func() {
 					errs[i] = untilOK(client, n.proxyURL()+"/", endpoint, registered.Add(20*time.Second))
 					sample[i] = time.Since(registered)
+					if errs[i] == nil {
+						t := time.Now()
+						errs[i] = untilOK(client, n.proxyURL()+"/", endpoint, t.Add(20*time.Second))
+						request[i] = time.Since(t)
+					}
 				})
 			}
 			wg.Wait()
@@ -94,6 +114,7 @@ func (e *env) runRoutable() error {
 			}
 		}
 		res.Samples = append(res.Samples, sample)
+		res.Request = append(res.Request, request)
 	}
 	e.rep.Routable = res
 	return nil

@@ -77,9 +77,13 @@ func (e *env) measureLevel(connections int, d time.Duration) (throughputResult, 
 			endpoint = ""
 		}
 		e.logf("  wrk %-16s -c %-4d %s", p, connections, d)
+		before := e.cpuSample()
 		r, err := e.wrk.run(urls[p], endpoint, connections, d)
 		if err != nil {
 			return res, fmt.Errorf("%s at %d connections: %w", p, connections, err)
+		}
+		for k, v := range e.cpuSample() {
+			r.CPU[k] = v - before[k]
 		}
 		res.Results[p] = r
 	}
@@ -106,4 +110,20 @@ func (e *env) runSweep() error {
 	}
 	e.rep.Sweep = s
 	return nil
+}
+
+// Components whose CPU time is accounted per request, besides wrk.
+var cpuComponents = []string{"wrk", "upstream", "node 1", "node 2", "agent"}
+
+// cpuSample reads the CPU time used so far by the upstream (this
+// process), nodes 1 and 2 and the bench agent.
+func (e *env) cpuSample() map[string]time.Duration {
+	s := map[string]time.Duration{"upstream": selfCPU()}
+	pids := map[string]int{"node 1": e.nodes[0].pid(), "node 2": e.nodes[1].pid(), "agent": e.benchAgent.pid()}
+	for name, pid := range pids {
+		if v, err := procCPU(pid); err == nil {
+			s[name] = v
+		}
+	}
+	return s
 }

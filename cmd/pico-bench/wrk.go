@@ -19,6 +19,10 @@ type wrkResult struct {
 	Requests int64   `json:"requests"`
 	Errors   int64   `json:"errors"` // connect, read, write and timeout errors
 	Non2xx   int64   `json:"non2xx"` // responses with a status >= 400
+
+	// CPU is the CPU time each process used during the run, by
+	// component ("wrk", "upstream", "node 1", "node 2", "agent").
+	CPU map[string]time.Duration `json:"-"`
 }
 
 // wrkScript makes wrk print a JSON summary with the percentiles we need.
@@ -71,6 +75,7 @@ func (w *wrk) run(url, endpoint string, connections int, d time.Duration) (wrkRe
 	if err := json.NewDecoder(strings.NewReader(js)).Decode(&r); err != nil {
 		return wrkResult{}, fmt.Errorf("parsing wrk's summary: %w", err)
 	}
+	r.CPU = map[string]time.Duration{"wrk": cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 	return r, nil
 }
 
