@@ -28,6 +28,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -172,6 +173,15 @@ func run() error {
 	if err := raiseOpenFilesLimit(); err != nil {
 		return err
 	}
+	// SIGINT or SIGTERM: stop the servers and agents, then exit.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig := <-signals
+		fmt.Fprintf(os.Stderr, "pico-bench: %s: stopping the servers and agents\n", sig)
+		terminateAll(15 * time.Second)
+		os.Exit(1)
+	}()
 	tmp, err := os.MkdirTemp("", "pico-bench")
 	if err != nil {
 		return err

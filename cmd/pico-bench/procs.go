@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -42,12 +43,27 @@ func startProc(bin, logDir, name string, args ...string) (*proc, error) {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	running.Store(p, struct{}{})
 	go func() {
 		p.err = cmd.Wait()
 		logFile.Close()
+		running.Delete(p)
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// running holds every child process that has not exited.
+var running sync.Map
+
+// terminateAll stops every running child process (on an interrupt).
+func terminateAll(timeout time.Duration) {
+	var wg sync.WaitGroup
+	running.Range(func(k, _ any) bool {
+		wg.Go(func() { _, _ = k.(*proc).terminate(timeout) })
+		return true
+	})
+	wg.Wait()
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
