@@ -307,7 +307,11 @@ func (r *report) sections() []section {
 		out = append(out, section{"cpu", r.cpuTable(), "", methodCPU})
 	}
 	if r.Sweep != nil {
-		out = append(out, section{"sweep", r.sweepTable(), "", methodSweep})
+		var levels []string
+		for _, l := range r.Sweep.Levels {
+			levels = append(levels, fmt.Sprint(l.Connections))
+		}
+		out = append(out, section{"sweep", r.sweepTable(), "", fmt.Sprintf(methodSweep, strings.Join(levels, ", "))})
 	}
 	if r.Memory != nil {
 		out = append(out, section{"memory", r.memoryTable(), r.memoryFacts(), methodMemory})
