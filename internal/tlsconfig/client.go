@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/filereload"
@@ -63,4 +65,24 @@ func NewClient(cfg config.ClientTLS, section string, logger *slog.Logger, opts .
 		}
 	}
 	return tc, nil
+}
+
+// HTTPClient returns the HTTP client of a command connecting to a Pico
+// server with cfg, a section named section (e.g. "connect.tls"): servers
+// are verified as NewClient describes, environment proxies are honoured,
+// and only HTTP/1.1 is spoken (WebSocket handshakes need it). timeout
+// bounds each request (0: none, e.g. for WebSocket connections, whose
+// handshakes the caller bounds).
+func HTTPClient(cfg config.ClientTLS, section string, timeout time.Duration, logger *slog.Logger) (*http.Client, error) {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.ForceAttemptHTTP2 = false
+	transport.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // no HTTP/2
+	if cfg.Enabled() {
+		tc, err := NewClient(cfg, section, logger)
+		if err != nil {
+			return nil, err
+		}
+		transport.TLSClientConfig = tc
+	}
+	return &http.Client{Transport: transport, Timeout: timeout}, nil
 }
