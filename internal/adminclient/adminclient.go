@@ -31,14 +31,32 @@ const maxAnswer = 64 << 20
 
 // Client queries one server's admin API.
 type Client struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token string
 }
+
+// Option customises a Client.
+type Option func(*Client)
+
+// WithHTTPClient sends the requests with hc (e.g. one trusting a private
+// CA, see tlsconfig.HTTPClient); its Timeout is replaced by New's.
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
+
+// WithToken sends token as "Authorization: Bearer <token>" (admin.auth).
+func WithToken(token string) Option { return func(c *Client) { c.token = token } }
 
 // New returns a client of the admin API at baseURL (for example
 // "http://localhost:8002"); timeout bounds each request.
-func New(baseURL string, timeout time.Duration) *Client {
-	return &Client{base: strings.TrimSuffix(baseURL, "/"), http: &http.Client{Timeout: timeout}}
+func New(baseURL string, timeout time.Duration, opts ...Option) *Client {
+	c := &Client{base: strings.TrimSuffix(baseURL, "/"), http: &http.Client{}}
+	for _, opt := range opts {
+		opt(c)
+	}
+	hc := *c.http
+	hc.Timeout = timeout
+	c.http = &hc
+	return c
 }
 
 // Get returns the JSON answer of the admin API route path.
@@ -49,6 +67,9 @@ func (c *Client) Get(ctx context.Context, path string) (json.RawMessage, error) 
 		return nil, fmt.Errorf("admin API request %s: %w", target, err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the admin API at %s (is a Pico server running there? set --server.url): %w", c.base, err)
@@ -57,6 +78,9 @@ func (c *Client) Get(ctx context.Context, path string) (json.RawMessage, error) 
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
 		return nil, fmt.Errorf("reading the answer of %s: %w", target, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, fmt.Errorf("admin API %s answered %d: %s; the server requires a token (admin.auth): set --connect.token or --connect.token-file", target, resp.StatusCode, errorMessage(body))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("admin API %s answered %d: %s", target, resp.StatusCode, errorMessage(body))

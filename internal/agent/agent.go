@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/tlsconfig"
 )
 
 // Config is the agent's configuration; config.Agent documents every key.
@@ -61,6 +62,8 @@ type Agent struct {
 	logger    *slog.Logger
 	endpoints []*endpoint
 	transport *http.Transport
+	// server is the client dialling the server (connect.tls.*).
+	server *http.Client
 	// random returns a number in [0, 1) for backoff jitter.
 	random func() float64
 	// healthyAfter is how long a connection must last for its end to be
@@ -87,7 +90,15 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		return nil, errors.New("agent configuration: no endpoints; give one on the command line (pico agent http|tcp ENDPOINT ADDR) or list them under endpoints in the --config.path file")
 	}
 	logger = logger.With("subsystem", "agent")
+	server, err := tlsconfig.HTTPClient(cfg.Connect.TLS, "connect.tls", 0, logger)
+	if err != nil {
+		return nil, fmt.Errorf("agent configuration: %w", err)
+	}
+	if _, err := cfg.Connect.BearerToken("connect"); err != nil {
+		return nil, fmt.Errorf("agent configuration: %w", err)
+	}
 	a := &Agent{
+		server:       server,
 		cfg:          cfg,
 		logger:       logger,
 		transport:    newTransport(),
@@ -131,6 +142,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	a.transport.CloseIdleConnections()
+	a.server.CloseIdleConnections()
 	a.err = errors.Join(errs...)
 	close(a.done)
 	if a.err != nil {

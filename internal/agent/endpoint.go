@@ -178,10 +178,15 @@ func (e *endpoint) connect(ctx context.Context) (sess *yamux.Session, goingAway 
 	dialCtx, cancel := context.WithTimeout(ctx, e.agent.cfg.Connect.Timeout)
 	defer cancel()
 	header := http.Header{}
-	if token := e.agent.cfg.Connect.Token; token != "" {
+	// Read for every connection: a token file may have been renewed.
+	token, err := e.agent.cfg.Connect.BearerToken("connect")
+	if err != nil {
+		return nil, nil, err
+	}
+	if token != "" {
 		header.Set("Authorization", "Bearer "+token)
 	}
-	conn, err := protocol.DialWebSocket(dialCtx, e.url, header, nil)
+	conn, err := protocol.DialWebSocket(dialCtx, e.url, header, e.agent.server)
 	if err != nil {
 		var refused *protocol.DialError
 		if errors.As(err, &refused) {
@@ -304,8 +309,10 @@ func (e *refusedError) Error() string {
 	switch {
 	case e.status == http.StatusBadRequest:
 		hint = "check the endpoint ID and that connect.url points at the server's upstream port (8001)"
-	case e.status == http.StatusUnauthorized || e.status == http.StatusForbidden:
-		hint = "check connect.token"
+	case e.status == http.StatusUnauthorized:
+		hint = "the server requires a valid token: check connect.token or connect.token_file"
+	case e.status == http.StatusForbidden:
+		hint = "the token's pico.endpoints claim does not list this endpoint"
 	case e.status == http.StatusNotFound:
 		hint = "check that connect.url points at the server's upstream port (8001)"
 	case e.status >= 500:

@@ -23,6 +23,7 @@ import (
 
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/tlsconfig"
 )
 
 // halfCloseLinger is how long the answer to a client that ended its side of
@@ -38,6 +39,7 @@ type Forwarder struct {
 	cfg      config.Forward
 	endpoint string
 	url      string
+	server   *http.Client // dials the server (connect.tls.*)
 	listener net.Listener
 	logger   *slog.Logger
 	linger   time.Duration // halfCloseLinger; tests shorten it
@@ -70,6 +72,13 @@ func Listen(cfg config.Forward, localAddr, endpoint string, logger *slog.Logger)
 	}
 	base.Path = strings.TrimSuffix(base.Path, "/") + protocol.TCPPathPrefix + endpoint
 	base.RawPath = ""
+	server, err := tlsconfig.HTTPClient(cfg.Connect.TLS, "connect.tls", 0, logger)
+	if err != nil {
+		return nil, fmt.Errorf("forward configuration: %w", err)
+	}
+	if _, err := cfg.Connect.BearerToken("connect"); err != nil {
+		return nil, fmt.Errorf("forward configuration: %w", err)
+	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("LOCAL_ADDR: listening on %s: %w", addr, err)
@@ -79,6 +88,7 @@ func Listen(cfg config.Forward, localAddr, endpoint string, logger *slog.Logger)
 		cfg:      cfg,
 		endpoint: endpoint,
 		url:      base.String(),
+		server:   server,
 		listener: l,
 		logger:   logger.With("subsystem", "forward", "endpoint", endpoint),
 		linger:   halfCloseLinger,
@@ -181,10 +191,17 @@ func (f *Forwarder) forward(local net.Conn) {
 	ctx, cancel := context.WithTimeout(f.stop, f.cfg.Connect.Timeout)
 	defer cancel()
 	header := http.Header{}
-	if token := f.cfg.Connect.Token; token != "" {
+	// Read for every connection: a token file may have been renewed.
+	token, err := f.cfg.Connect.BearerToken("connect")
+	if err != nil {
+		f.logger.Warn("cannot read the token", "error", err)
+		local.Close()
+		return
+	}
+	if token != "" {
 		header.Set("Authorization", "Bearer "+token)
 	}
-	remote, err := protocol.DialWebSocket(ctx, f.url, header, nil)
+	remote, err := protocol.DialWebSocket(ctx, f.url, header, f.server)
 	if err != nil {
 		var refused *protocol.DialError
 		if errors.As(err, &refused) {
