@@ -28,8 +28,8 @@ type security struct {
 
 // newSecurity loads the keys and certificates of cfg. Errors name the
 // setting at fault.
-func newSecurity(cfg *config.Server, logger *slog.Logger) (sec *security, err error) {
-	sec = &security{}
+func newSecurity(cfg *config.Server, logger *slog.Logger) (_ *security, err error) {
+	sec := &security{}
 	defer func() {
 		if err != nil {
 			sec.close()

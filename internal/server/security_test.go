@@ -2,8 +2,12 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,7 +19,9 @@ import (
 
 	"github.com/pico-proxy/pico/internal/agent"
 	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/forward"
 	"github.com/pico-proxy/pico/internal/logging"
+	"github.com/pico-proxy/pico/internal/tlsconfig/tlstest"
 )
 
 // Secrets of the tests' token sections (at least 32 bytes each).
@@ -44,13 +50,20 @@ type realAgent struct {
 	logs *syncBuffer
 }
 
-// startAgent runs the real agent for endpoint (serving h) against the
-// upstream URL with the given connect settings; it stops at the end of
-// the test.
+// startAgent runs the real agent for the HTTP endpoint (serving h)
+// against the upstream URL with the given connect settings; it stops at
+// the end of the test.
 func startAgent(t *testing.T, upstreamURL, endpoint string, h http.Handler, connect func(*config.Connect)) *realAgent {
 	t.Helper()
 	service := httptest.NewServer(h)
 	t.Cleanup(service.Close)
+	return runAgent(t, upstreamURL, config.AgentEndpoint{ID: endpoint, Protocol: config.ProtocolHTTP, Addr: service.URL}, connect)
+}
+
+// runAgent runs the real agent for ep; it stops at the end of the test.
+func runAgent(t *testing.T, upstreamURL string, ep config.AgentEndpoint, connect func(*config.Connect)) *realAgent {
+	t.Helper()
+	endpoint := ep.ID
 	cfg := config.DefaultAgent()
 	cfg.Connect.URL = upstreamURL
 	cfg.Connect.Timeout = 5 * time.Second
@@ -58,7 +71,7 @@ func startAgent(t *testing.T, upstreamURL, endpoint string, h http.Handler, conn
 	if connect != nil {
 		connect(&cfg.Connect)
 	}
-	cfg.Endpoints = []config.AgentEndpoint{{ID: endpoint, Protocol: config.ProtocolHTTP, Addr: service.URL}}
+	cfg.Endpoints = []config.AgentEndpoint{ep}
 	logs := &syncBuffer{}
 	a, err := agent.New(*cfg, logging.New(logs, slog.LevelDebug, nil))
 	require.NoError(t, err)
@@ -264,4 +277,195 @@ func TestGossipKeyMismatchCannotJoin(t *testing.T) {
 		require.ErrorContains(t, err, "none could be joined", name)
 		require.Len(t, a.membership.Nodes(), 2, "%s: the stranger is not a member", name)
 	}
+}
+
+// testPKI is a server CA with a certificate for localhost/127.0.0.1, and a
+// client CA with an agent certificate, written to files.
+type testPKI struct {
+	serverCA, clientCA string // CA bundle files
+	server, agent      tlstest.Files
+	serverRoots        *x509.CertPool
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	serverCA := tlstest.NewCA(t, "pico server CA")
+	clientCA := tlstest.NewCA(t, "pico agents CA")
+	p := &testPKI{
+		serverCA:    tlstest.WriteFile(t, dir, "server-ca.crt", serverCA.PEM),
+		clientCA:    tlstest.WriteFile(t, dir, "client-ca.crt", clientCA.PEM),
+		server:      serverCA.Server(t, "pico").Write(t, dir, "server"),
+		agent:       clientCA.Client(t, "agent").Write(t, dir, "agent"),
+		serverRoots: x509.NewCertPool(),
+	}
+	require.True(t, p.serverRoots.AppendCertsFromPEM(serverCA.PEM))
+	return p
+}
+
+// listenerTLS is the server certificate, with client_cas when mutual.
+func (p *testPKI) listenerTLS(mutual bool) config.TLS {
+	c := config.TLS{Cert: p.server.Cert, Key: p.server.Key}
+	if mutual {
+		c.ClientCAs = p.clientCA
+	}
+	return c
+}
+
+// httpsClient trusts the server CA and presents cert when set.
+func (p *testPKI) httpsClient(t *testing.T, cert *tlstest.Files) *http.Client {
+	t.Helper()
+	tc := &tls.Config{RootCAs: p.serverRoots, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		pair, err := tls.LoadX509KeyPair(cert.Cert, cert.Key)
+		require.NoError(t, err)
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	tr := &http.Transport{TLSClientConfig: tc}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+func getEndpoint(t *testing.T, client *http.Client, url, endpoint string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Pico-Endpoint", endpoint)
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp
+}
+
+func TestTLSAndMutualTLSThroughServerAndAgent(t *testing.T) {
+	pki := newTestPKI(t)
+	srv := startServer(t, serverSetup{cfg: func(cfg *config.Server) {
+		cfg.Proxy.TLS = pki.listenerTLS(false)
+		cfg.Admin.TLS = pki.listenerTLS(false)
+		cfg.Upstream.TLS = pki.listenerTLS(true)
+	}})
+	upstreamURL := "wss://" + srv.Addrs().Upstream
+	mutual := func(c *config.Connect) {
+		c.TLS = config.ClientTLS{CA: pki.serverCA, Cert: pki.agent.Cert, Key: pki.agent.Key}
+	}
+
+	// HTTP endpoint: agent --(mTLS)--> upstream port; client --(TLS)--> proxy port.
+	startAgent(t, upstreamURL, "web", echoHandler("web"), mutual).waitRegistered(t)
+	client := pki.httpsClient(t, nil)
+	e := decodeEcho(t, getEndpoint(t, client, "https://"+srv.Addrs().Proxy+"/secure", "web"))
+	require.Equal(t, "/secure", e.Path)
+	require.Equal(t, []string{"https"}, e.Header["X-Forwarded-Proto"])
+
+	// TCP endpoint through pico forward over TLS.
+	echo := tcpEcho(t)
+	runAgent(t, upstreamURL, config.AgentEndpoint{ID: "db", Protocol: config.ProtocolTCP, Addr: echo}, mutual).waitRegistered(t)
+	fcfg := config.DefaultForward()
+	fcfg.Connect.URL = "https://" + srv.Addrs().Proxy
+	fcfg.Connect.TLS.CA = pki.serverCA
+	requireTCPEcho(t, startForward(t, fcfg, "db"))
+
+	// Admin API over TLS; plain HTTP is refused.
+	resp, err := client.Get("https://" + srv.Addrs().Admin + "/ready")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	_ = resp.Body.Close()
+	resp, err = http.Get(srv.adminURL("/ready"))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, "plain HTTP to a TLS port")
+	_ = resp.Body.Close()
+
+	// Agents without a client certificate, or not trusting the server,
+	// cannot register, and say why.
+	noClientCert := startAgent(t, upstreamURL, "no-cert", echoHandler("x"), func(c *config.Connect) { c.TLS.CA = pki.serverCA })
+	noClientCert.waitLog(t, "cannot connect to the server", "certificate required")
+	wrongCA := startAgent(t, upstreamURL, "wrong-ca", echoHandler("x"), func(c *config.Connect) {
+		c.TLS = config.ClientTLS{Cert: pki.agent.Cert, Key: pki.agent.Key} // system roots
+	})
+	wrongCA.waitLog(t, "cannot connect to the server", "certificate signed by unknown authority")
+	require.Equal(t, map[string]int{"web": 1, "db": 1}, srv.Registry().Counts())
+}
+
+func TestForwardingBetweenNodesOverTLS(t *testing.T) {
+	pki := newTestPKI(t)
+	c := newTestCluster()
+	tlsNode := func(id string) *testServer {
+		return startServer(t, serverSetup{
+			cfg: func(cfg *config.Server) {
+				cfg.Cluster.NodeID = id
+				cfg.Proxy.TLS = pki.listenerTLS(true) // clients need a certificate; peers use the node's own
+			},
+			opts: []Option{WithMembership(c.factory)},
+		})
+	}
+	a, b := tlsNode("node-a"), tlsNode("node-b")
+	a.agent("far", echoHandler("far"))
+	routable(t, c, b, "far")
+
+	client := pki.httpsClient(t, &pki.agent)
+	e := decodeEcho(t, getEndpoint(t, client, "https://"+b.Addrs().Proxy+"/over/tls", "far"))
+	require.Equal(t, "far", e.Name)
+	require.Equal(t, []string{"https"}, e.Header["X-Forwarded-Proto"])
+	forwarded := a.logs.records("request")
+	require.NotEmpty(t, forwarded)
+	require.Equal(t, "node-b", forwarded[len(forwarded)-1]["forwarded_by"], "served by node-a for node-b, over TLS")
+
+	// Without a client certificate the proxy port refuses the handshake.
+	_, err := pki.httpsClient(t, nil).Get("https://" + b.Addrs().Proxy + "/")
+	require.Error(t, err)
+}
+
+// tcpEcho serves a TCP echo on loopback and returns its address.
+func tcpEcho(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// startForward runs pico forward to endpoint until the test ends and
+// returns its local address.
+func startForward(t *testing.T, cfg *config.Forward, endpoint string) string {
+	t.Helper()
+	cfg.GracePeriod = time.Second
+	f, err := forward.Listen(*cfg, "127.0.0.1:0", endpoint, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = f.Serve(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return f.Addr().String()
+}
+
+// requireTCPEcho checks one round trip through a TCP echo at addr.
+func requireTCPEcho(t *testing.T, addr string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = conn.Write([]byte("ping"))
+	require.NoError(t, err)
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(conn, buf)
+	require.NoError(t, err)
+	require.Equal(t, "ping", string(buf))
 }
