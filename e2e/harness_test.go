@@ -99,7 +99,8 @@ func WithEnv(kv ...string) ProcOption {
 }
 
 // StartProcess starts `pico args...`; it is stopped (SIGKILL) at cleanup if
-// still running.
+// still running. Its output is logged at cleanup if the test failed, or
+// always when $PICO_E2E_LOGS is set.
 func StartProcess(t testing.TB, name string, args []string, opts ...ProcOption) *Process {
 	t.Helper()
 	p := &Process{Name: name, log: &bytes.Buffer{}, done: make(chan struct{})}
@@ -123,7 +124,7 @@ func StartProcess(t testing.TB, name string, args []string, opts ...ProcOption) 
 			_ = cmd.Process.Kill()
 			<-p.done
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("PICO_E2E_LOGS") != "" {
 			t.Logf("---- log of %s (%s) ----\n%s", name, strings.Join(args, " "), p.Log())
 		}
 	})
@@ -136,6 +137,9 @@ func (p *Process) Log() string {
 	defer p.mu.Unlock()
 	return p.log.String()
 }
+
+// PID is the process ID.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
 
 // Exited reports whether the process has exited.
 func (p *Process) Exited() bool {
@@ -184,6 +188,10 @@ func (p *Process) Wait(t testing.TB, timeout time.Duration) int {
 type Node struct {
 	*Process
 	IP string
+	// extra and opts are the flags and options it was started with (for
+	// StartAgain).
+	extra []string
+	opts  []ProcOption
 }
 
 // ProxyURL, UpstreamURL and AdminURL are the node's listeners.
@@ -216,7 +224,30 @@ func StartNodeNoWait(t testing.TB, ip string, extra []string, opts ...ProcOption
 		"--log.level", "debug",
 	}
 	args = append(args, extra...)
-	return &Node{Process: StartProcess(t, "server@"+ip, args, opts...), IP: ip}
+	return &Node{Process: StartProcess(t, "server@"+ip, args, opts...), IP: ip, extra: extra, opts: opts}
+}
+
+// StartAgain starts a new `pico server` process on the node's IP with the
+// same flags, as Kubernetes restarts a pod: the previous process must have
+// exited. It does not wait for readiness.
+func (n *Node) StartAgain(t testing.TB) *Node {
+	t.Helper()
+	require.True(t, n.Exited(), "%s is still running", n.Name)
+	return StartNodeNoWait(t, n.IP, n.extra, n.opts...)
+}
+
+// ID returns the node's ID as it reports itself: the active member with
+// its proxy address in its own admin API (an earlier process on the same
+// IP may still be listed as left or dead).
+func (n *Node) ID(t testing.TB) string {
+	t.Helper()
+	for _, m := range n.Members(t) {
+		if m.ProxyAddr == n.IP+":8000" && m.Status == cluster.StatusActive {
+			return m.ID
+		}
+	}
+	require.FailNow(t, "node does not list itself", n.Name)
+	return ""
 }
 
 // WaitReady waits until GET /ready answers 200.
@@ -244,16 +275,26 @@ func (n *Node) Members(t testing.TB) []cluster.NodeSummary {
 	return out
 }
 
-// ActiveIDs returns the IDs the node lists as active, or nil if the admin
-// API cannot be reached.
-func (n *Node) ActiveIDs() []string {
+// TryMembers returns the node's view of the cluster, or an error if the
+// admin API cannot be reached (for use inside require.Eventually).
+func (n *Node) TryMembers() ([]cluster.NodeSummary, error) {
 	resp, err := http.Get(n.AdminURL() + "/status/cluster/nodes")
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var nodes []cluster.NodeSummary
-	if json.NewDecoder(resp.Body).Decode(&nodes) != nil {
+	if err := json.NewDecoder(resp.Body).Decode(&nodes); err != nil {
+		return nil, err
+	}
+	return nodes, nil
+}
+
+// ActiveIDs returns the IDs the node lists as active, or nil if the admin
+// API cannot be reached.
+func (n *Node) ActiveIDs() []string {
+	nodes, err := n.TryMembers()
+	if err != nil {
 		return nil
 	}
 	var ids []string

@@ -19,6 +19,7 @@ type LoadBalancer struct {
 	ln       net.Listener
 	mu       sync.Mutex
 	backends []string
+	conns    map[string]int64
 	next     atomic.Uint64
 }
 
@@ -27,7 +28,7 @@ func StartLoadBalancer(t testing.TB, backends ...string) *LoadBalancer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	lb := &LoadBalancer{ln: ln, backends: backends}
+	lb := &LoadBalancer{ln: ln, backends: backends, conns: map[string]int64{}}
 	go lb.serve()
 	t.Cleanup(func() { ln.Close() })
 	return lb
@@ -66,6 +67,9 @@ func (lb *LoadBalancer) handle(client net.Conn) {
 			continue
 		}
 		defer backend.Close()
+		lb.mu.Lock()
+		lb.conns[addr]++
+		lb.mu.Unlock()
 		done := make(chan struct{}, 2)
 		go func() { io.Copy(backend, client); backend.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
 		go func() { io.Copy(client, backend); client.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
@@ -73,4 +77,12 @@ func (lb *LoadBalancer) handle(client net.Conn) {
 		<-done
 		return
 	}
+}
+
+// Connections returns how many client connections the balancer passed to
+// backend so far.
+func (lb *LoadBalancer) Connections(backend string) int64 {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return lb.conns[backend]
 }
