@@ -422,3 +422,24 @@ func TestUpstreamPortRejectsNonWebSocket(t *testing.T) {
 	require.GreaterOrEqual(t, resp.StatusCode, 400)
 	require.Empty(t, s.Registry().Counts(), "a failed handshake leaves nothing registered")
 }
+
+func TestStreamsAreReusedForKeepAlive(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	a := s.agent("ka", echoHandler("ka"))
+	for range 5 {
+		e := decodeEcho(t, s.get("ka", "/"))
+		require.NotContains(t, e.Header, "Connection")
+	}
+	// Sequential requests shared one stream, which stays open (idle).
+	require.Eventually(t, func() bool { return a.Session.NumStreams() == 1 }, 5*time.Second, 5*time.Millisecond)
+}
+
+func TestOneRequestPerStreamWhenReuseIsOff(t *testing.T) {
+	s := startServer(t, serverSetup{opts: []Option{WithStreamReuse(false)}})
+	a := s.agent("once", echoHandler("once"))
+	for range 3 {
+		e := decodeEcho(t, s.get("once", "/"))
+		require.Equal(t, []string{"close"}, e.Header["Connection"])
+	}
+	require.Eventually(t, func() bool { return a.Session.NumStreams() == 0 }, 5*time.Second, 5*time.Millisecond, "every stream was closed after its request")
+}
