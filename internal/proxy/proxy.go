@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pico-proxy/pico/internal/auth"
 	"github.com/pico-proxy/pico/internal/cluster"
 	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/upstream"
@@ -34,6 +35,11 @@ type Options struct {
 	// reconnecting after its node drained) before 502. Zero answers at
 	// once (a pending registration is still waited for).
 	UpstreamWait time.Duration
+	// Auth, when enabled, requires proxy clients to present a token
+	// permitting the endpoint (section proxy.auth), checked before
+	// routing; requests forwarded by a verified member are not checked
+	// again. Nil means open.
+	Auth *auth.Verifier
 	// DialNode connects to another node's proxy port for forwarding
 	// (e.g. over TLS); nil means plain TCP with a 3 s timeout.
 	DialNode DialFunc
@@ -58,6 +64,7 @@ type Proxy struct {
 	registry       *upstream.Registry
 	router         Router
 	localID        string
+	auth           *auth.Verifier
 	gatewayTimeout time.Duration
 	upstreamWait   time.Duration
 	reuseStreams   bool
@@ -84,6 +91,7 @@ func New(opts Options) *Proxy {
 		registry:       opts.Registry,
 		router:         opts.Router,
 		localID:        opts.LocalID,
+		auth:           opts.Auth,
 		gatewayTimeout: opts.GatewayTimeout,
 		upstreamWait:   opts.UpstreamWait,
 		reuseStreams:   !opts.OneRequestPerStream,
@@ -124,6 +132,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ex.endpoint = id
+		if !p.authorize(ex, r) {
+			return
+		}
 		p.serveTCP(ex, r)
 		return
 	}
@@ -134,6 +145,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ex.endpoint = id
+	if !p.authorize(ex, r) {
+		return
+	}
 	if r.ContentLength != 0 {
 		// Stream the response while the request body is still arriving
 		// (otherwise net/http consumes the body before the first
