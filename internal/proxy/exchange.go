@@ -62,5 +62,9 @@ func (ex *exchange) Flush() {
 		ex.status = http.StatusOK
 		ex.wroteHeader = true
 	}
+	if f, ok := ex.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+		return
+	}
 	_ = http.NewResponseController(ex.ResponseWriter).Flush()
 }
