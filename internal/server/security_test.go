@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -21,7 +22,10 @@ import (
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/forward"
 	"github.com/pico-proxy/pico/internal/logging"
+	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/proxy"
 	"github.com/pico-proxy/pico/internal/tlsconfig/tlstest"
+	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
 
 // Secrets of the tests' token sections (at least 32 bytes each).
@@ -468,4 +472,156 @@ func requireTCPEcho(t *testing.T, addr string) {
 	_, err = io.ReadFull(conn, buf)
 	require.NoError(t, err)
 	require.Equal(t, "ping", string(buf))
+}
+
+// proxyRequest sends GET path for endpoint to a proxy URL base with extra
+// headers.
+func proxyRequest(t *testing.T, base, endpoint string, header http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+"/path", nil)
+	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("X-Pico-Endpoint", endpoint)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp
+}
+
+func proxyAuthConfig(cfg *config.Server) { cfg.Proxy.Auth.TokenHMACSecretKey = proxySecret }
+
+func TestProxyClientAuth(t *testing.T) {
+	srv := startServer(t, serverSetup{cfg: proxyAuthConfig})
+	srv.agent("web", echoHandler("web"))
+	base := "http://" + srv.Addrs().Proxy
+	valid := mintToken(t, proxySecret, []string{"web", "db"}, time.Hour)
+	otherEndpoint := mintToken(t, proxySecret, []string{"db"}, time.Hour)
+	wrongKey := mintToken(t, upstreamSecret, nil, time.Hour)
+
+	refused := []struct {
+		name   string
+		header http.Header
+		status int
+		want   string
+	}{
+		{"no token", nil, http.StatusUnauthorized, "no token"},
+		{"wrong key", http.Header{"Authorization": {"Bearer " + wrongKey}}, http.StatusUnauthorized, "signature"},
+		{"not a bearer token", http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}, http.StatusUnauthorized, "no token"},
+		{"endpoint not permitted", http.Header{"X-Pico-Authorization": {otherEndpoint}}, http.StatusForbidden, `"web"`},
+		{"expired", http.Header{"Authorization": {"Bearer " + mintToken(t, proxySecret, nil, -time.Minute)}}, http.StatusUnauthorized, "expired"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := proxyRequest(t, base, "web", tc.header)
+			requireJSONError(t, resp, tc.status, tc.want)
+			if tc.status == http.StatusUnauthorized {
+				require.Contains(t, resp.Header.Get("WWW-Authenticate"), `Bearer realm="pico"`)
+			}
+		})
+	}
+	// Refused before routing: an endpoint nobody serves is still 401, not 502.
+	requireJSONError(t, proxyRequest(t, base, "nobody", nil), http.StatusUnauthorized, "no token")
+
+	accepted := []struct {
+		name   string
+		header http.Header
+		// what the upstream must (not) see
+		wantAuthorization string
+	}{
+		{"Authorization: Bearer", http.Header{"Authorization": {"Bearer " + valid}}, ""},
+		{"x-pico-authorization, service's own Authorization kept", http.Header{"X-Pico-Authorization": {"Bearer " + valid}, "Authorization": {"Basic dXNlcjpwYXNz"}}, "Basic dXNlcjpwYXNz"},
+		{"Piko's x-piko-authorization", http.Header{"X-Piko-Authorization": {valid}}, ""},
+	}
+	for _, tc := range accepted {
+		t.Run(tc.name, func(t *testing.T) {
+			e := decodeEcho(t, proxyRequest(t, base, "web", tc.header))
+			require.Equal(t, "web", e.Name)
+			require.Equal(t, tc.wantAuthorization, strings.Join(e.Header["Authorization"], ","))
+			require.NotContains(t, e.Header, "X-Pico-Authorization")
+			require.NotContains(t, e.Header, "X-Piko-Authorization")
+		})
+	}
+
+	// Tokens appear neither in logs nor in metrics.
+	resp, err := http.Get(srv.adminURL("/metrics"))
+	require.NoError(t, err)
+	metrics := readAll(t, resp.Body)
+	_ = resp.Body.Close()
+	require.Contains(t, metrics, "pico_proxy_requests_total")
+	requireNoSecrets(t, metrics+srv.logs.String(), valid, otherEndpoint, wrongKey)
+}
+
+func TestProxyClientAuthOnTheTCPRoute(t *testing.T) {
+	srv := startServer(t, serverSetup{cfg: proxyAuthConfig})
+	a, err := upstreamtest.ServeTCP(context.Background(), upstreamtest.URL(srv.Addrs().Upstream, "db"), upstreamtest.Echo)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	url := "ws://" + srv.Addrs().Proxy + protocol.TCPPathPrefix + "db"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	_, err = protocol.DialWebSocket(ctx, url, nil, nil)
+	var refused *protocol.DialError
+	require.ErrorAs(t, err, &refused)
+	require.Equal(t, http.StatusUnauthorized, refused.StatusCode)
+
+	_, err = protocol.DialWebSocket(ctx, url, http.Header{"Authorization": {"Bearer " + mintToken(t, proxySecret, []string{"web"}, time.Hour)}}, nil)
+	require.ErrorAs(t, err, &refused)
+	require.Equal(t, http.StatusForbidden, refused.StatusCode)
+
+	// A token that expires closes the tunnel at expiry.
+	short := mintToken(t, proxySecret, []string{"db"}, 3*time.Second)
+	conn, err := protocol.DialWebSocket(ctx, url, http.Header{"Authorization": {"Bearer " + short}}, nil)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write([]byte("ping"))
+	require.NoError(t, err)
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(conn, buf)
+	require.NoError(t, err)
+	require.Equal(t, "ping", string(buf))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = conn.Read(buf)
+	require.Error(t, err, "the tunnel is closed when the token expires")
+	var netErr net.Error
+	require.False(t, errors.As(err, &netErr) && netErr.Timeout(), "closed by the server, not by the test's deadline: %v", err)
+	require.NotEmpty(t, srv.logs.records("proxy client token expired; closing the connection"))
+}
+
+func TestForwardedRequestIsNotReauthenticated(t *testing.T) {
+	c := newTestCluster()
+	node := func(id string) *testServer {
+		return startServer(t, serverSetup{
+			cfg: func(cfg *config.Server) {
+				cfg.Cluster.NodeID = id
+				proxyAuthConfig(cfg)
+			},
+			opts: []Option{WithMembership(c.factory)},
+		})
+	}
+	a, b := node("node-a"), node("node-b")
+	a.agent("ep", echoHandler("ep"))
+	routable(t, c, b, "ep")
+	valid := mintToken(t, proxySecret, []string{"ep"}, time.Hour)
+
+	// b checks the client's token, removes it and forwards; a trusts b's
+	// proof instead of asking for the token it never receives.
+	e := decodeEcho(t, proxyRequest(t, "http://"+b.Addrs().Proxy, "ep", http.Header{"Authorization": {"Bearer " + valid}}))
+	require.Equal(t, "ep", e.Name)
+	require.NotContains(t, e.Header, "Authorization")
+	served := a.logs.records("request")
+	require.Equal(t, "node-b", served[len(served)-1]["forwarded_by"])
+
+	// A client forging the forwarding headers is an ordinary client: no
+	// token, no service.
+	forged := http.Header{
+		proxy.ForwardedByHeader:      {"node-b"},
+		proxy.ForwardSignatureHeader: {"t=1,v1=forged"},
+	}
+	for _, s := range []*testServer{a, b} {
+		requireJSONError(t, proxyRequest(t, "http://"+s.Addrs().Proxy, "ep", forged), http.StatusUnauthorized, "no token")
+	}
+	require.NotEmpty(t, a.logs.records("rejected forwarding headers"))
 }

@@ -219,12 +219,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		LocalID:             s.id,
 		GatewayTimeout:      s.cfg.Proxy.GatewayTimeout,
 		UpstreamWait:        s.opts.upstreamWait,
+		Auth:                s.security.proxyAuth,
 		DialNode:            s.security.dialNode(),
 		OneRequestPerStream: !s.opts.streamReuse,
 		Metrics:             s.metrics,
 		Logger:              s.base,
 	})
 	s.proxySrv = s.httpServer("proxy", s.proxy)
+	s.proxySrv.ConnContext = proxy.ConnContext // closes a client's connection when its token expires
 	s.upstreamSrv = s.httpServer("upstream", upstream.NewHandler(s.registry, s.base,
 		upstream.WithVerifier(s.security.upstreamAuth, s.cfg.Proxy.GatewayTimeout)))
 	s.adminSrv = s.httpServer("admin", s.security.adminAuth.AdminMiddleware(admin.New(admin.Options{
