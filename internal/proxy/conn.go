@@ -77,14 +77,14 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 	ctx := req.Context()
 	conn := c.conn
 	abort := func() { _ = conn.SetReadDeadline(longAgo) }
-	c.stopAbort = context.AfterFunc(ctx, abort)
-	// One timer per request rather than a read deadline (yamux starts a
-	// timer for every read that waits under a deadline).
+	// The wait for the head is bounded by the timeout (one timer per
+	// request rather than a read deadline: yamux starts a timer for every
+	// read that waits under a deadline).
 	timedOut := false
 	timer := time.AfterFunc(timeout, abort)
 	c.br = getReader(c)
 	resp, err = readResponse(c.br, req)
-	if !timer.Stop() && ctx.Err() == nil {
+	if !timer.Stop() {
 		timedOut = true // even if the head arrived as it fired
 		if err == nil {
 			_ = resp.Body.Close()
@@ -114,6 +114,11 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 	if resp.Close {
 		c.keepAlive = false
 	}
+	// While the body may still block, a client that goes away ends the
+	// wait (a body already buffered cannot block).
+	if resp.StatusCode == http.StatusSwitchingProtocols || !bodyBuffered(resp, c.br) {
+		c.stopAbort = context.AfterFunc(ctx, abort)
+	}
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		ex.status = http.StatusSwitchingProtocols
@@ -122,6 +127,11 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 	}
 	resp.Body = &connBody{body: resp.Body, c: c}
 	return resp, nil, false
+}
+
+// bodyBuffered reports whether resp's whole body is already in br.
+func bodyBuffered(resp *http.Response, br *bufio.Reader) bool {
+	return resp.Body == http.NoBody || resp.ContentLength >= 0 && int64(br.Buffered()) >= resp.ContentLength
 }
 
 // readResponse reads the response to req, skipping informational (1xx)

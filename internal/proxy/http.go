@@ -82,15 +82,21 @@ func (p *Proxy) prepareRequest(ex *exchange, r *http.Request) {
 	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
 		clientIP = strings.Join(prior, ", ") + ", " + clientIP
 	}
-	proto := "http"
+	proto := forwardedProtoHTTP
 	if r.TLS != nil {
-		proto = "https"
+		proto = forwardedProtoHTTPS
 	}
 	r.Header["X-Forwarded-For"] = []string{clientIP}
-	r.Header["X-Forwarded-Proto"] = []string{proto}
+	r.Header["X-Forwarded-Proto"] = proto
 	r.Header["X-Forwarded-Host"] = []string{r.Host}
 	delete(r.Header, "Forwarded")
 }
+
+// X-Forwarded-Proto values, shared (full slices: an append copies).
+var (
+	forwardedProtoHTTP  = []string{"http"}
+	forwardedProtoHTTPS = []string{"https"}
+)
 
 // streaming reports whether a response must reach the client as it comes
 // (unknown length, or server-sent events), flushing every write.

@@ -443,3 +443,31 @@ func TestOneRequestPerStreamWhenReuseIsOff(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return a.Session.NumStreams() == 0 }, 5*time.Second, 5*time.Millisecond, "every stream was closed after its request")
 }
+
+func TestClientGoneEndsTheUpstreamExchange(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	upstreamDone := make(chan struct{})
+	s.agent("events", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(upstreamDone)
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: first\n\n")
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done() // then silence until the client is gone
+	}))
+	req, err := http.NewRequest(http.MethodGet, s.proxyURL("/events"), nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Pico-Endpoint", "events")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "data: first\n", line)
+	require.NoError(t, resp.Body.Close()) // the client leaves mid-stream
+
+	select {
+	case <-upstreamDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream never learned that the client left")
+	}
+	require.Eventually(t, func() bool { return s.proxy.InFlight() == 0 }, 5*time.Second, 5*time.Millisecond)
+}
