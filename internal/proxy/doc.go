@@ -2,14 +2,22 @@
 // request is for (x-pico-endpoint / x-piko-endpoint header, else the first
 // label of Host), and routes it:
 //
-//   - to a local upstream: one yamux stream per request, on which the
-//     request is written as HTTP/1.1 and the response read back, both
-//     bodies streamed, with proxy.gateway_timeout bounding the wait for
-//     the response headers (504 after it);
-//   - else to another node that has an upstream (at most one hop), over a
-//     pooled keep-alive transport, signed through the Router so the
-//     receiving node can tell a member's forward from a forged one;
+//   - to a local upstream: over a yamux stream of the agent's session,
+//     on which the request is written as HTTP/1.1 and the response read
+//     back, both bodies streamed, with proxy.gateway_timeout bounding the
+//     wait for the response head (504 after it). Streams are kept alive
+//     for further requests as HTTP/1.1 connections are (the agent serves
+//     each stream with an HTTP/1.1 server; a "Connection: close" answer
+//     or Options.OneRequestPerStream ends a stream after one request);
+//   - else to another node that has an upstream (at most one hop), over
+//     pooled keep-alive connections to its proxy port, signed through the
+//     Router so the receiving node can tell a member's forward from a
+//     forged one;
 //   - else, after a short bounded wait for an upstream to appear, 502.
+//
+// Both legs use the same exchange code, run by the request's own
+// goroutine: no transport goroutines, pooled buffers, no copies beyond
+// the body copy to the client.
 //
 // WebSocket upgrades pass through, and GET /_pico/v1/tcp/{endpoint}
 // (or /_piko/...) is a WebSocket whose byte stream is piped to a TCP

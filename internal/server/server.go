@@ -9,9 +9,9 @@
 // leaves routing at once (its endpoints disappear from this node's
 // published counts, so peers stop forwarding here) and is closed as soon
 // as its in-flight streams finish (the agent reconnects elsewhere);
-// during a short grace period the proxy port still serves new requests
-// (forwarding them to other nodes) without keep-alive, so load balancers
-// and peers can notice; then the proxy port stops accepting and every
+// for server.drain_delay (at most a quarter of the timeout) the proxy
+// port still serves new requests (forwarding them to other nodes) without
+// keep-alive, so load balancers and peers can notice; then the proxy port stops accepting and every
 // in-flight request finishes (tunnels and requests forwarded here
 // included); then the node leaves the membership and the remaining
 // listeners close.

@@ -7,7 +7,8 @@
 // (a registration becomes visible before the agent sees the 101 answer, so
 // the proxy never reports "no upstream" for an endpoint whose agent was
 // just told it is registered), reports changes with per-endpoint upstream
-// counts, enforces the per-connection stream limit and drains: on
+// counts, enforces the per-connection stream limit, keeps idle streams
+// for HTTP keep-alive (pool.go), and drains: on
 // shutdown it refuses new agents, sends yamux GoAway on every session,
 // removes the sessions from routing and closes each one as soon as its
 // last proxied stream has finished.
