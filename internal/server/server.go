@@ -11,8 +11,8 @@
 // as its in-flight streams finish (the agent reconnects elsewhere);
 // for server.drain_delay (at most a quarter of the timeout) the proxy
 // port still serves new requests (forwarding them to other nodes) without
-// keep-alive, so load balancers and peers can notice; then the proxy port stops accepting and every
-// in-flight request finishes (tunnels and requests forwarded here
+// keep-alive, so load balancers and peers can notice; then the proxy port
+// stops accepting and every in-flight request finishes (tunnels and requests forwarded here
 // included); then the node leaves the membership and the remaining
 // listeners close.
 package server
