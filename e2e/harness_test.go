@@ -221,6 +221,7 @@ func StartNodeNoWait(t testing.TB, ip string, extra []string, opts ...ProcOption
 		"--admin.bind-addr", ip + ":8002",
 		"--gossip.bind-addr", ip + ":8003",
 		"--server.graceful-shutdown-timeout", "20s",
+		"--server.drain-delay", "1s", // the tests' load balancers drop a node before SIGTERM
 		"--log.level", "debug",
 	}
 	args = append(args, extra...)
