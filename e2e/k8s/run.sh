@@ -284,10 +284,12 @@ spec:
         - |
           i=0
           while [ \$i -lt 6000 ]; do
-            if out=\$(timeout 5 wget -q -O - --header 'x-pico-endpoint: e2e-loop' http://$RELEASE.$NS.svc:8000/ 2>&1) && [ "\$out" = e2e-loop-ok ]; then
-              echo "\$(date +%s) ok"
+            t0=\$(date +%s)
+            out=\$(timeout 5 wget -q -O - --header 'x-pico-endpoint: e2e-loop' http://$RELEASE.$NS.svc:8000/ 2>/tmp/err); rc=\$?
+            if [ \$rc -eq 0 ] && [ "\$out" = e2e-loop-ok ]; then
+              echo "\$t0 ok"
             else
-              echo "\$(date +%s) fail \$out"
+              echo "\$t0 fail rc=\$rc took=\$((\$(date +%s) - t0))s out=\$out err=\$(cat /tmp/err)"
             fi
             i=\$((i+1))
             sleep 0.2
@@ -305,6 +307,14 @@ lines_before=$(kubectl -n "$NS" logs e2e-client | wc -l)
 declare -A uid_before
 for i in 0 1 2; do uid_before[$i]=$(kubectl -n "$NS" get pod "$STS-$i" -o jsonpath='{.metadata.uid}'); done
 old_rev=$(kubectl -n "$NS" get statefulset "$STS" -o jsonpath='{.status.updateRevision}')
+# Keep each departing member's log (and the agents') for diagnosis: a pod object that the
+# roll replaces takes its log with it.
+for i in 0 1 2; do
+  kubectl -n "$NS" logs -f "pod/$STS-$i" -c server >"$ARTIFACTS/roll-$STS-$i.log" 2>&1 &
+  BG_PIDS+=($!)
+done
+kubectl -n "$NS" logs -f -l app=e2e-agent -c agent --prefix >"$ARTIFACTS/roll-agents.log" 2>&1 &
+BG_PIDS+=($!)
 start=$(now_ms)
 helm upgrade "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --set replicaCount=3 --set config.proxy.gateway_timeout=20s --timeout 10m
 # Sample readiness while the StatefulSet controller rolls: never more than one member down.

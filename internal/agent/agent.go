@@ -90,7 +90,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		return nil, errors.New("agent configuration: no endpoints; give one on the command line (pico agent http|tcp ENDPOINT ADDR) or list them under endpoints in the --config.path file")
 	}
 	logger = logger.With("subsystem", "agent")
-	server, err := tlsconfig.HTTPClient(cfg.Connect.TLS, "connect.tls", 0, logger)
+	server, err := tlsconfig.WebSocketClient(cfg.Connect.TLS, "connect.tls", logger)
 	if err != nil {
 		return nil, fmt.Errorf("agent configuration: %w", err)
 	}

@@ -72,7 +72,7 @@ func Listen(cfg config.Forward, localAddr, endpoint string, logger *slog.Logger)
 	}
 	base.Path = strings.TrimSuffix(base.Path, "/") + protocol.TCPPathPrefix + endpoint
 	base.RawPath = ""
-	server, err := tlsconfig.HTTPClient(cfg.Connect.TLS, "connect.tls", 0, logger)
+	server, err := tlsconfig.WebSocketClient(cfg.Connect.TLS, "connect.tls", logger)
 	if err != nil {
 		return nil, fmt.Errorf("forward configuration: %w", err)
 	}

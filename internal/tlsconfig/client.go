@@ -86,3 +86,16 @@ func HTTPClient(cfg config.ClientTLS, section string, timeout time.Duration, log
 	}
 	return &http.Client{Transport: transport, Timeout: timeout}, nil
 }
+
+// WebSocketClient is HTTPClient for WebSocket handshakes (agent, forward):
+// no timeout (the caller bounds each handshake) and no keep-alive, so that
+// every attempt after a refused handshake is a new TCP connection that a
+// load balancer may send to another node instead of the one that refused.
+func WebSocketClient(cfg config.ClientTLS, section string, logger *slog.Logger) (*http.Client, error) {
+	c, err := HTTPClient(cfg, section, 0, logger)
+	if err != nil {
+		return nil, err
+	}
+	c.Transport.(*http.Transport).DisableKeepAlives = true
+	return c, nil
+}

@@ -87,6 +87,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res, err := h.registry.Reserve(endpoint)
 	if err != nil {
 		h.registry.metrics.registrations.WithLabelValues("draining").Inc()
+		// Close the connection: the agent's retry must be a new TCP
+		// connection, so that a load balancer (a Kubernetes Service
+		// balances per connection) can send it to another node.
+		w.Header().Set("Connection", "close")
 		protocol.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
