@@ -135,22 +135,28 @@ func TestNodePoolReusesOpenConnections(t *testing.T) {
 
 	np.put(addr, c2)
 	require.NoError(t, p1.Close())
+	// Probed once it idled past probeAfter.
+	np.mu.Lock()
+	np.idle[addr][0].since = time.Now().Add(-2 * probeAfter)
+	np.mu.Unlock()
 	require.Eventually(t, func() bool {
-		c, reused, err := np.get(context.Background(), addr)
-		require.NoError(t, err)
-		if reused {
-			np.put(addr, c)
-			return false
-		}
-		defer c.Close()
-		return true
-	}, 5*time.Second, time.Millisecond, "a connection the peer closed is replaced by a new one")
+		_, err := c2.Read(make([]byte, 1)) // the peer's close has arrived
+		return err != nil
+	}, 5*time.Second, time.Millisecond)
+	c3, reused, err := np.get(context.Background(), addr)
+	require.NoError(t, err)
+	require.False(t, reused, "a connection the peer closed is replaced by a new one")
+	require.NotSame(t, c2, c3)
+	<-peers
+	np.put(addr, c3)
 
 	np.closeIdle()
-	c3, _, err := np.get(context.Background(), addr)
-	require.NoError(t, err)
-	np.put(addr, c3) // closed: the pool is shut
 	_, err = c3.Write([]byte("x"))
+	require.Error(t, err, "closeIdle closed it")
+	c4, _, err := np.get(context.Background(), addr)
+	require.NoError(t, err)
+	np.put(addr, c4) // closed: the pool is shut
+	_, err = c4.Write([]byte("x"))
 	require.Error(t, err)
 }
 

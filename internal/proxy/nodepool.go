@@ -20,6 +20,9 @@ const (
 	// proxy port's idle timeout, so that it is the forwarding side that
 	// closes them).
 	nodeIdleTimeout = 30 * time.Second
+	// probeAfter: a connection idle for longer is checked (one
+	// non-blocking peek) before it is reused.
+	probeAfter = 100 * time.Millisecond
 	// forwardTimeoutMargin is added to the gateway timeout when waiting
 	// for another node: it answers 504 itself after the gateway timeout.
 	forwardTimeoutMargin = 2 * time.Second
@@ -65,7 +68,14 @@ func (np *nodePool) get(ctx context.Context, addr string) (conn net.Conn, reused
 		conns[n-1] = idleConn{}
 		np.idle[addr] = conns[:n-1]
 		np.mu.Unlock()
-		if time.Since(idle.since) < nodeIdleTimeout && connOpen(idle.conn) {
+		switch idleFor := time.Since(idle.since); {
+		case idleFor < probeAfter:
+			// Just returned: under load most reuses, spared a syscall.
+			// A peer closes idle connections only when its drain ends
+			// (seconds after it stopped keeping connections alive) or
+			// after its idle timeout (longer than ours).
+			return idle.conn, true, nil
+		case idleFor < nodeIdleTimeout && connOpen(idle.conn):
 			return idle.conn, true, nil
 		}
 		_ = idle.conn.Close()
