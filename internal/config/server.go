@@ -171,6 +171,13 @@ type Upstream struct {
 	// endpoint per connection) but reserved; MaxStreamsPerConnection caps
 	// concurrent proxied connections on one upstream session.
 	MaxStreamsPerConnection int `yaml:"max_streams_per_connection"`
+	// ReuseStreams lets the server send several HTTP/1.1 requests, one
+	// after the other, over one yamux stream (keep-alive) instead of
+	// opening a stream per request as the protocol specifies. Pico's and
+	// Piko's agents serve streams with a keep-alive HTTP server, so this
+	// saves a stream open/close per request; leave it off for agents that
+	// expect exactly one request per stream.
+	ReuseStreams bool `yaml:"reuse_streams"`
 	// TLS, when set, serves the upstream port over TLS (agents use
 	// https:// or wss://). Agents are authenticated by the top-level
 	// `auth` section.
@@ -186,6 +193,7 @@ func DefaultUpstream() Upstream {
 func (u *Upstream) RegisterFlags(fs *pflag.FlagSet) {
 	u.Listener.registerFlags(fs, "upstream", "upstream (agent) connections")
 	fs.IntVar(&u.MaxStreamsPerConnection, "upstream.max-streams-per-connection", u.MaxStreamsPerConnection, "maximum concurrent proxied connections through one upstream connection")
+	fs.BoolVar(&u.ReuseStreams, "upstream.reuse-streams", u.ReuseStreams, "send several HTTP requests over one yamux stream (keep-alive) instead of one request per stream; only for agents that serve streams with a keep-alive HTTP server (Pico's and Piko's do)")
 	u.TLS.RegisterFlags(fs, "upstream.tls")
 }
 

@@ -424,7 +424,7 @@ func TestUpstreamPortRejectsNonWebSocket(t *testing.T) {
 }
 
 func TestStreamsAreReusedForKeepAlive(t *testing.T) {
-	s := startServer(t, serverSetup{})
+	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Upstream.ReuseStreams = true }})
 	a := s.agent("ka", echoHandler("ka"))
 	for range 5 {
 		e := decodeEcho(t, s.get("ka", "/"))
@@ -470,4 +470,16 @@ func TestClientGoneEndsTheUpstreamExchange(t *testing.T) {
 		t.Fatal("the upstream never learned that the client left")
 	}
 	require.Eventually(t, func() bool { return s.proxy.InFlight() == 0 }, 5*time.Second, 5*time.Millisecond)
+}
+
+// The protocol's default: every HTTP request gets a stream of its own,
+// closed after the response.
+func TestOneRequestPerStreamByDefault(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	a := s.agent("one", echoHandler("one"))
+	for range 3 {
+		e := decodeEcho(t, s.get("one", "/"))
+		require.Equal(t, []string{"close"}, e.Header["Connection"])
+	}
+	require.Eventually(t, func() bool { return a.Session.NumStreams() == 0 }, 5*time.Second, 5*time.Millisecond)
 }

@@ -44,7 +44,7 @@ type options struct {
 	membership    MembershipFactory
 	upstreamWait  time.Duration
 	shutdownGrace *time.Duration // nil: server.drain_delay
-	streamReuse   bool
+	streamReuse   *bool          // nil: upstream.reuse_streams
 	metrics       *prometheus.Registry
 }
 
@@ -67,10 +67,10 @@ func WithShutdownGrace(d time.Duration) Option {
 	return func(o *options) { o.shutdownGrace = &d }
 }
 
-// WithStreamReuse enables (default) or disables HTTP keep-alive on the
-// yamux streams to agents (see proxy.Options.OneRequestPerStream).
+// WithStreamReuse overrides upstream.reuse_streams: HTTP keep-alive on
+// the yamux streams to agents (see proxy.Options.OneRequestPerStream).
 func WithStreamReuse(on bool) Option {
-	return func(o *options) { o.streamReuse = on }
+	return func(o *options) { o.streamReuse = &on }
 }
 
 // WithMetricsRegistry makes the server register its metrics in reg and
@@ -129,7 +129,6 @@ func New(cfg *config.Server, logger *slog.Logger, opts ...Option) (*Server, erro
 	o := options{
 		membership:   NewStandalone,
 		upstreamWait: proxy.DefaultUpstreamWait,
-		streamReuse:  true,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -221,7 +220,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		UpstreamWait:        s.opts.upstreamWait,
 		Auth:                s.security.proxyAuth,
 		DialNode:            s.security.dialNode(),
-		OneRequestPerStream: !s.opts.streamReuse,
+		OneRequestPerStream: !s.reuseStreams(),
 		Metrics:             s.metrics,
 		Logger:              s.base,
 	})
@@ -406,4 +405,13 @@ func (s *Server) closeNow() {
 	}
 	s.serving.Wait()
 	s.security.close()
+}
+
+// reuseStreams reports whether several HTTP requests may share one yamux
+// stream to an agent.
+func (s *Server) reuseStreams() bool {
+	if s.opts.streamReuse != nil {
+		return *s.opts.streamReuse
+	}
+	return s.cfg.Upstream.ReuseStreams
 }
