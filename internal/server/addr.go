@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/rand"
 	"net"
 	"strconv"
 )
@@ -65,19 +64,4 @@ func privateIP() net.IP {
 		return fallback
 	}
 	return net.IPv4(127, 0, 0, 1)
-}
-
-// nodeID returns the configured ID, or prefix plus a random suffix that is
-// new at every start.
-func nodeID(configured, prefix string) string {
-	if configured != "" {
-		return configured
-	}
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	var b [10]byte
-	_, _ = rand.Read(b[:])
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return prefix + string(b[:])
 }

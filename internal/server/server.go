@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pico-proxy/pico/internal/admin"
+	"github.com/pico-proxy/pico/internal/cluster"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/proxy"
 	"github.com/pico-proxy/pico/internal/upstream"
@@ -141,13 +142,17 @@ func New(cfg *config.Server, logger *slog.Logger, opts ...Option) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
+	id, err := cluster.NodeID(cfg.Cluster.NodeID, cfg.Cluster.NodeIDPrefix)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		security: sec,
 		cfg:      cfg,
 		base:     logger,
 		logger:   logger.With("subsystem", "server"),
 		opts:     o,
-		id:       nodeID(cfg.Cluster.NodeID, cfg.Cluster.NodeIDPrefix),
+		id:       id,
 		metrics:  o.metrics,
 		stopSync: make(chan struct{}),
 		syncDone: make(chan struct{}),
