@@ -41,7 +41,7 @@ for i in 1 2 3; do
   start "node$i" "$PICO" server \
     --proxy.bind-addr 127.0.0.$i:8000 --upstream.bind-addr 127.0.0.$i:8001 \
     --admin.bind-addr 127.0.0.$i:8002 --gossip.bind-addr 127.0.0.$i:8003 \
-    --cluster.node-id-prefix "demo-$i-" --server.graceful-shutdown-timeout 10s "${join[@]}"
+    --cluster.node-id-prefix "demo-$i-" --server.graceful-shutdown-timeout 10s --server.drain-delay 1s "${join[@]}"
 done
 for i in 1 2 3; do wait_ready "http://127.0.0.$i:8002"; done
 start agent "$PICO" agent http demo 127.0.0.1:3000 --connect.url http://127.0.0.1:8001
