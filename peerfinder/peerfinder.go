@@ -261,6 +261,12 @@ func (f *Finder) Lookup(ctx context.Context) (Snapshot, error) {
 	if err := ctx.Err(); err != nil {
 		return snap, fmt.Errorf("look up SRV records of %s: %w", f.cfg.Service, err)
 	}
+	if srvErr != nil && !isNotFound(srvErr) {
+		// A failed SRV lookup (timeout, server failure) says nothing about
+		// whether the service has SRV records; falling back to A records
+		// would report another view of the same service.
+		return snap, fmt.Errorf("look up SRV records of %s: %w", f.cfg.Service, srvErr)
+	}
 	addrs, addrErr := f.resolver.LookupNetIP(ctx, "ip", query)
 	if len(addrs) > 0 {
 		peers, err := f.peersFromAddrs(ctx, addrs)
@@ -270,9 +276,6 @@ func (f *Finder) Lookup(ctx context.Context) (Snapshot, error) {
 		snap.Source = SourceAddrs
 		snap.Peers = peers
 		return snap, nil
-	}
-	if !isNotFound(srvErr) {
-		return snap, fmt.Errorf("look up SRV records of %s: %w", f.cfg.Service, srvErr)
 	}
 	if !isNotFound(addrErr) {
 		return snap, fmt.Errorf("look up A/AAAA records of %s: %w", f.cfg.Service, addrErr)
