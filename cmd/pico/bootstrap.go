@@ -62,22 +62,11 @@ func runBootstrap(args []string, stdout, stderr io.Writer) int {
 	// changing /etc/resolv.conf.
 	dnsServer := fs.String("dns-server", "", "for tests only: send DNS queries to this host:port instead of the system resolver")
 	_ = fs.MarkHidden("dns-server")
-	usage := func(w io.Writer) {
-		fmt.Fprint(w, bootstrapUsage)
-		fmt.Fprint(w, fs.FlagUsages())
-	}
-	usageError := func(msg string) int {
-		fmt.Fprintf(stderr, "pico bootstrap: %s\n\n", msg)
-		usage(stderr)
-		return 2
-	}
+	cl := &commandLine{name: "bootstrap", usageText: bootstrapUsage, fs: fs, stdout: stdout, stderr: stderr}
+	usageError := cl.usageError
 
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			usage(stdout)
-			return 0
-		}
-		return usageError(err.Error())
+	if code, ok := cl.parse(args); !ok {
+		return code
 	}
 	switch {
 	case fs.NArg() > 0:

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,21 +40,10 @@ func runSelftest(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Requests, "requests", 10, "consecutive requests through the proxy that must succeed")
 	timeout := fs.Duration("timeout", 2*time.Minute, "bound on the whole check")
 	logLevel := fs.String("log.level", "warn", "level of the test agent's logs (debug, info, warn, error)")
-	usage := func(w io.Writer) {
-		fmt.Fprint(w, selftestUsage)
-		fmt.Fprint(w, fs.FlagUsages())
-	}
-	usageError := func(msg string) int {
-		fmt.Fprintf(stderr, "pico selftest: %s\n\n", msg)
-		usage(stderr)
-		return 2
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			usage(stdout)
-			return 0
-		}
-		return usageError(err.Error())
+	cl := &commandLine{name: "selftest", usageText: selftestUsage, fs: fs, stdout: stdout, stderr: stderr}
+	usageError := cl.usageError
+	if code, ok := cl.parse(args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		return usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
