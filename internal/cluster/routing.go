@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -161,18 +160,18 @@ func (c *Cluster) ReportUnreachable(id string) {
 func (c *Cluster) Nodes() []NodeSummary {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	out := []NodeSummary{c.localSummaryLocked()}
+	out := []NodeSummary{c.localInfoLocked().Summary(c.local.desired)}
 	for _, p := range c.peers {
 		if p.member != memberUnknown {
-			out = append(out, p.summary())
+			out = append(out, p.info().Summary(p.endpoints))
 		}
 	}
 	slices.SortFunc(out, func(a, b NodeSummary) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
-func (p *peer) summary() NodeSummary {
-	return NodeSummary{
+func (p *peer) info() NodeInfo {
+	return NodeInfo{
 		ID:           p.id,
 		Status:       p.status(),
 		ProxyAddr:    p.meta.ProxyAddr,
@@ -180,12 +179,11 @@ func (p *peer) summary() NodeSummary {
 		UpstreamAddr: p.meta.UpstreamAddr,
 		GossipAddr:   p.gossipAddr().String(),
 		Upstreams:    p.upstreams,
-		Endpoints:    len(p.endpoints),
 	}
 }
 
-func (c *Cluster) localSummaryLocked() NodeSummary {
-	return NodeSummary{
+func (c *Cluster) localInfoLocked() NodeInfo {
+	return NodeInfo{
 		ID:           c.id,
 		Status:       c.local.status,
 		ProxyAddr:    c.cfg.ProxyAddr,
@@ -193,7 +191,6 @@ func (c *Cluster) localSummaryLocked() NodeSummary {
 		UpstreamAddr: c.cfg.UpstreamAddr,
 		GossipAddr:   c.gossipAddr.String(),
 		Upstreams:    c.local.upstreams,
-		Endpoints:    len(c.local.desired),
 	}
 }
 
@@ -202,26 +199,13 @@ func (c *Cluster) Node(id string) (NodeDetail, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if id == c.id {
-		return detail(c.localSummaryLocked(), c.local.desired), true
+		return c.localInfoLocked().Detail(c.local.desired), true
 	}
 	p, ok := c.peers[id]
 	if !ok || p.member == memberUnknown {
 		return NodeDetail{}, false
 	}
-	return detail(p.summary(), p.endpoints), true
-}
-
-func detail(s NodeSummary, endpoints map[string]int) NodeDetail {
-	return NodeDetail{
-		ID:           s.ID,
-		Status:       s.Status,
-		ProxyAddr:    s.ProxyAddr,
-		AdminAddr:    s.AdminAddr,
-		UpstreamAddr: s.UpstreamAddr,
-		GossipAddr:   s.GossipAddr,
-		Upstreams:    s.Upstreams,
-		Endpoints:    maps.Clone(endpoints),
-	}
+	return p.info().Detail(p.endpoints), true
 }
 
 // UpdateLocalEndpoints replaces the set of endpoints this node holds

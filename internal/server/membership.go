@@ -181,17 +181,8 @@ func (s *Standalone) MarkLeaving() {
 
 // Nodes lists this node.
 func (s *Standalone) Nodes() []cluster.NodeSummary {
-	d := s.detail()
-	return []cluster.NodeSummary{{
-		ID:           d.ID,
-		Status:       d.Status,
-		ProxyAddr:    d.ProxyAddr,
-		AdminAddr:    d.AdminAddr,
-		UpstreamAddr: d.UpstreamAddr,
-		GossipAddr:   d.GossipAddr,
-		Upstreams:    d.Upstreams,
-		Endpoints:    len(d.Endpoints),
-	}}
+	info, endpoints := s.snapshot()
+	return []cluster.NodeSummary{info.Summary(endpoints)}
 }
 
 // Node returns this node's details when id is its ID.
@@ -199,23 +190,24 @@ func (s *Standalone) Node(id string) (cluster.NodeDetail, bool) {
 	if id != s.local.ID {
 		return cluster.NodeDetail{}, false
 	}
-	return s.detail(), true
+	info, endpoints := s.snapshot()
+	return info.Detail(endpoints), true
 }
 
-func (s *Standalone) detail() cluster.NodeDetail {
+// snapshot returns the node's admin view and its endpoint counts (the
+// map UpdateLocalEndpoints handed over, never written afterwards).
+func (s *Standalone) snapshot() (cluster.NodeInfo, map[string]int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	status := cluster.StatusActive
 	if s.leaving {
 		status = cluster.StatusLeaving
 	}
-	endpoints := make(map[string]int, len(s.counts))
 	upstreams := 0
-	for id, n := range s.counts {
-		endpoints[id] = n
+	for _, n := range s.counts {
 		upstreams += n
 	}
-	return cluster.NodeDetail{
+	return cluster.NodeInfo{
 		ID:           s.local.ID,
 		Status:       status,
 		ProxyAddr:    s.local.ProxyAddr,
@@ -223,8 +215,7 @@ func (s *Standalone) detail() cluster.NodeDetail {
 		UpstreamAddr: s.local.UpstreamAddr,
 		GossipAddr:   advertiseGossip(s.local.GossipAdvertiseAddr, s.tcp.Addr()),
 		Upstreams:    upstreams,
-		Endpoints:    endpoints,
-	}
+	}, s.counts
 }
 
 // advertiseGossip fills in the bound port when the configured one was 0.
