@@ -135,7 +135,7 @@ func gossipAddresses(ctx context.Context, r *net.Resolver, bindAddr, advertiseAd
 	if !bindIP.IsUnspecified() {
 		return bindIP, bindPort, bindIP, bindPort, nil
 	}
-	adv, err = PrivateIP()
+	adv, err = AdvertiseIP()
 	if err != nil {
 		return bindIP, 0, adv, 0, fmt.Errorf("gossip.advertise_addr (--gossip.advertise-addr) is not set and cannot be derived: %w; set it to this node's IP and gossip port", err)
 	}
@@ -169,7 +169,7 @@ func hostPortIP(ctx context.Context, r *net.Resolver, addr string) (netip.Addr, 
 	return ips[0].Unmap(), int(port), nil
 }
 
-// privateRanges are the address ranges PrivateIP picks from, in order of
+// privateRanges are the address ranges AdvertiseIP prefers, in order of
 // preference.
 var privateRanges = []netip.Prefix{
 	netip.MustParsePrefix("10.0.0.0/8"),
@@ -179,10 +179,12 @@ var privateRanges = []netip.Prefix{
 	netip.MustParsePrefix("fc00::/7"),      // IPv6 unique local
 }
 
-// PrivateIP returns the first private address (RFC 1918, RFC 6598 or IPv6
-// unique local) of the machine's interfaces: the address a node advertises
-// when it listens on all interfaces and no advertise address is set.
-func PrivateIP() (netip.Addr, error) {
+// AdvertiseIP returns the IP a node advertises for a listener bound to all
+// interfaces when no advertise address is set: the first private address
+// of the machine's interfaces (RFC 1918, RFC 6598, IPv6 unique local),
+// else its first other global unicast address (IPv4 before IPv6), else
+// loopback — enough for a node that is alone on the machine.
+func AdvertiseIP() (netip.Addr, error) {
 	ifAddrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("listing interface addresses: %w", err)
@@ -193,12 +195,23 @@ func PrivateIP() (netip.Addr, error) {
 			ips = append(ips, p.Addr().Unmap())
 		}
 	}
+	return advertiseIPFrom(ips), nil
+}
+
+func advertiseIPFrom(ips []netip.Addr) netip.Addr {
 	for _, r := range privateRanges {
 		for _, ip := range ips {
 			if r.Contains(ip) {
-				return ip, nil
+				return ip
 			}
 		}
 	}
-	return netip.Addr{}, errors.New("no interface has a private IP address")
+	for _, v4 := range []bool{true, false} {
+		for _, ip := range ips {
+			if ip.IsGlobalUnicast() && ip.Is4() == v4 {
+				return ip
+			}
+		}
+	}
+	return netip.MustParseAddr("127.0.0.1")
 }

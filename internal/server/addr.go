@@ -1,67 +1,48 @@
 package server
 
 import (
+	"fmt"
 	"net"
 	"strconv"
+
+	"github.com/pico-proxy/pico/internal/cluster"
 )
 
 // advertiseAddr returns the address other nodes use for a listener:
 // configured if set, else the bound address when it names a specific IP,
-// else the node's private IP with the bound port.
-func advertiseAddr(configured string, bound net.Addr) string {
+// else the node's advertise IP (cluster.AdvertiseIP) with the bound port.
+func advertiseAddr(configured string, bound net.Addr) (string, error) {
 	if configured != "" {
-		return configured
+		return configured, nil
 	}
 	tcp, ok := bound.(*net.TCPAddr)
 	if !ok {
-		return bound.String()
+		return bound.String(), nil
 	}
 	return deriveAddr(tcp.IP, tcp.Port)
 }
 
 // deriveAdvertise derives an advertise address from a configured bind
 // address that is not bound yet.
-func deriveAdvertise(configured, bindAddr string) string {
+func deriveAdvertise(configured, bindAddr string) (string, error) {
 	if configured != "" {
-		return configured
+		return configured, nil
 	}
 	host, port, err := net.SplitHostPort(bindAddr)
 	if err != nil {
-		return bindAddr
+		return bindAddr, nil
 	}
 	n, _ := strconv.Atoi(port)
 	return deriveAddr(net.ParseIP(host), n)
 }
 
-func deriveAddr(ip net.IP, port int) string {
-	if ip == nil || ip.IsUnspecified() {
-		ip = privateIP()
+func deriveAddr(ip net.IP, port int) (string, error) {
+	if ip != nil && !ip.IsUnspecified() {
+		return net.JoinHostPort(ip.String(), strconv.Itoa(port)), nil
 	}
-	return net.JoinHostPort(ip.String(), strconv.Itoa(port))
-}
-
-// privateIP returns the first private IPv4 address of the host's
-// interfaces, else the first non-loopback one, else loopback.
-func privateIP() net.IP {
-	addrs, err := net.InterfaceAddrs()
+	adv, err := cluster.AdvertiseIP()
 	if err != nil {
-		return net.IPv4(127, 0, 0, 1)
+		return "", fmt.Errorf("deriving the advertise address: %w; set the *.advertise_addr keys", err)
 	}
-	var fallback net.IP
-	for _, a := range addrs {
-		ipNet, ok := a.(*net.IPNet)
-		if !ok || ipNet.IP.IsLoopback() || ipNet.IP.To4() == nil {
-			continue
-		}
-		if ipNet.IP.IsPrivate() {
-			return ipNet.IP.To4()
-		}
-		if fallback == nil && ipNet.IP.IsGlobalUnicast() {
-			fallback = ipNet.IP.To4()
-		}
-	}
-	if fallback != nil {
-		return fallback
-	}
-	return net.IPv4(127, 0, 0, 1)
+	return net.JoinHostPort(adv.String(), strconv.Itoa(port)), nil
 }

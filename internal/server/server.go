@@ -196,13 +196,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.adminLn, err = listen("admin", s.cfg.Admin.BindAddr); err != nil {
 		return err
 	}
-	local := LocalNode{
-		ID:                  s.id,
-		ProxyAddr:           advertiseAddr(s.cfg.Proxy.AdvertiseAddr, s.proxyLn.Addr()),
-		UpstreamAddr:        advertiseAddr(s.cfg.Upstream.AdvertiseAddr, s.upstreamLn.Addr()),
-		AdminAddr:           advertiseAddr(s.cfg.Admin.AdvertiseAddr, s.adminLn.Addr()),
-		GossipBindAddr:      s.cfg.Gossip.BindAddr,
-		GossipAdvertiseAddr: deriveAdvertise(s.cfg.Gossip.AdvertiseAddr, s.cfg.Gossip.BindAddr),
+	local := LocalNode{ID: s.id, GossipBindAddr: s.cfg.Gossip.BindAddr}
+	var errs [4]error
+	local.ProxyAddr, errs[0] = advertiseAddr(s.cfg.Proxy.AdvertiseAddr, s.proxyLn.Addr())
+	local.UpstreamAddr, errs[1] = advertiseAddr(s.cfg.Upstream.AdvertiseAddr, s.upstreamLn.Addr())
+	local.AdminAddr, errs[2] = advertiseAddr(s.cfg.Admin.AdvertiseAddr, s.adminLn.Addr())
+	local.GossipAdvertiseAddr, errs[3] = deriveAdvertise(s.cfg.Gossip.AdvertiseAddr, s.cfg.Gossip.BindAddr)
+	if err := errors.Join(errs[:]...); err != nil {
+		return err
 	}
 	if s.membership, err = s.opts.membership(local, s.metrics); err != nil {
 		return fmt.Errorf("starting the membership: %w", err)
