@@ -3,18 +3,19 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/pico-proxy/pico/internal/httpwire"
 	"github.com/pico-proxy/pico/internal/upstream"
 )
 
@@ -62,16 +63,18 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 		c.keepAlive = false
 	}
 
-	bw := getWriter(c.conn)
-	writeRequestHead(bw, req, chunked, !c.keepAlive && !upgrade)
+	bw := httpwire.GetWriter(c.conn)
+	// One request per stream: asking the agent to close its side after
+	// the response completes the stream's close at once.
+	httpwire.WriteRequestHead(bw, req, req.URL.RequestURI(), chunked, !c.keepAlive && !upgrade)
 	err = bw.Flush()
-	putWriter(bw)
+	httpwire.PutWriter(bw)
 	if err != nil {
 		c.finish(false)
 		return nil, &upstreamError{err: err}, nothingSent(err) || idempotent(req)
 	}
 	if c.hasBody {
-		go c.writeBody(req.Body, chunked)
+		go c.writeBody(req, chunked)
 	}
 
 	ctx := req.Context()
@@ -82,8 +85,8 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 	// read that waits under a deadline).
 	timedOut := false
 	timer := time.AfterFunc(timeout, abort)
-	c.br = getReader(c)
-	resp, err = readResponse(c.br, req)
+	c.br = httpwire.GetReader(c)
+	resp, err = httpwire.ReadResponse(c.br, req)
 	if !timer.Stop() {
 		timedOut = true // even if the head arrived as it fired
 		if err == nil {
@@ -132,57 +135,6 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 // bodyBuffered reports whether resp's whole body is already in br.
 func bodyBuffered(resp *http.Response, br *bufio.Reader) bool {
 	return resp.Body == http.NoBody || resp.ContentLength >= 0 && int64(br.Buffered()) >= resp.ContentLength
-}
-
-// readResponse reads the response to req, skipping informational (1xx)
-// answers other than 101.
-func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
-	for {
-		resp, err := http.ReadResponse(br, req)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-			continue
-		}
-		return resp, nil
-	}
-}
-
-// writeRequestHead writes the HTTP/1.1 request line and headers of req.
-// Framing headers are written from req's body: Content-Length, or
-// chunked transfer encoding when the length is unknown.
-func writeRequestHead(bw *bufio.Writer, req *http.Request, chunked, closeConn bool) {
-	bw.WriteString(req.Method)
-	bw.WriteByte(' ')
-	bw.WriteString(req.URL.RequestURI())
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(req.Host)
-	bw.WriteString("\r\n")
-	_ = req.Header.WriteSubset(bw, headHeadersWrittenHere)
-	switch {
-	case chunked:
-		bw.WriteString("Transfer-Encoding: chunked\r\n")
-	case req.ContentLength > 0:
-		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), req.ContentLength, 10))
-		bw.WriteString("\r\n")
-	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
-		bw.WriteString("Content-Length: 0\r\n")
-	}
-	if closeConn {
-		// One request per stream: the agent closes its side after the
-		// response, which completes the stream's close at once.
-		bw.WriteString("Connection: close\r\n")
-	}
-	bw.WriteString("\r\n")
-}
-
-var headHeadersWrittenHere = map[string]bool{
-	"Host":              true,
-	"Content-Length":    true,
-	"Transfer-Encoding": true,
-	"Trailer":           true,
 }
 
 // streamConn is the connection of one HTTP exchange with where it came
@@ -240,7 +192,7 @@ func (c *streamConn) finish(complete bool) {
 			}
 		}
 		if complete {
-			putReader(c.br)
+			httpwire.PutReader(c.br)
 		}
 		if c.session != nil {
 			c.session.Release()
@@ -254,54 +206,22 @@ func drain(stream net.Conn) {
 }
 
 // writeBody streams the request body to the upstream: each read from the
-// client becomes one write (one yamux frame), so uploads stream.
-func (c *streamConn) writeBody(body io.Reader, chunked bool) {
-	bufp := bodyBuffers.Get().(*[]byte)
-	defer bodyBuffers.Put(bufp)
-	buf := *bufp
-	data := buf[chunkHeaderRoom : len(buf)-2]
-	for {
-		n, rerr := body.Read(data)
-		if n > 0 {
-			frame := buf[chunkHeaderRoom : chunkHeaderRoom+n]
-			if chunked {
-				var size [16]byte
-				hdr := append(strconv.AppendInt(size[:0], int64(n), 16), '\r', '\n')
-				start := chunkHeaderRoom - len(hdr)
-				copy(buf[start:], hdr)
-				buf[chunkHeaderRoom+n] = '\r'
-				buf[chunkHeaderRoom+n+1] = '\n'
-				frame = buf[start : chunkHeaderRoom+n+2]
-			}
-			if _, err := c.conn.Write(frame); err != nil {
-				return // the stream ended; the response side reports it
-			}
-		}
-		if rerr == io.EOF {
-			if chunked {
-				if _, err := c.conn.Write([]byte("0\r\n\r\n")); err != nil {
-					return
-				}
-			}
-			c.bodySent.Store(true)
-			return
-		}
-		if rerr != nil {
-			// The client's body broke: the upstream got a truncated
-			// request, so abandon the exchange.
-			c.bodyErr.Store(&rerr)
-			_ = c.conn.SetReadDeadline(longAgo)
-			return
-		}
+// client becomes one write (one yamux frame), so uploads stream. Its
+// trailer follows a chunked body.
+func (c *streamConn) writeBody(req *http.Request, chunked bool) {
+	err := httpwire.WriteBody(c.conn, req.Body, chunked, req.Trailer)
+	var readErr *httpwire.ReadError
+	switch {
+	case err == nil:
+		c.bodySent.Store(true)
+	case errors.As(err, &readErr):
+		// The client's body broke: the upstream got a truncated
+		// request, so abandon the exchange.
+		c.bodyErr.Store(&readErr.Err)
+		_ = c.conn.SetReadDeadline(longAgo)
 	}
+	// A write error means the stream ended; the response side reports it.
 }
-
-const chunkHeaderRoom = 18 // hex length of a 64-bit size plus CRLF
-
-var bodyBuffers = sync.Pool{New: func() any {
-	b := make([]byte, chunkHeaderRoom+copyBufferSize+2)
-	return &b
-}}
 
 // connBody is a response body read from a streamConn; at EOF or Close it
 // finishes the exchange.
@@ -342,31 +262,4 @@ func (u *upgradedConn) Write(p []byte) (int, error) { return u.c.conn.Write(p) }
 func (u *upgradedConn) Close() error {
 	u.c.finish(false)
 	return nil
-}
-
-var (
-	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
-	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
-)
-
-func getReader(r io.Reader) *bufio.Reader {
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(r)
-	return br
-}
-
-func putReader(br *bufio.Reader) {
-	br.Reset(nil)
-	readers.Put(br)
-}
-
-func getWriter(w io.Writer) *bufio.Writer {
-	bw := writers.Get().(*bufio.Writer)
-	bw.Reset(w)
-	return bw
-}
-
-func putWriter(bw *bufio.Writer) {
-	bw.Reset(nil)
-	writers.Put(bw)
 }

@@ -1,68 +1,15 @@
 package proxy
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 )
-
-func TestWriteRequestHead(t *testing.T) {
-	for name, tc := range map[string]struct {
-		method    string
-		body      io.Reader
-		length    int64
-		ua        []string
-		keepAlive bool
-		want      []string
-		wantNot   []string
-	}{
-		"get": {method: http.MethodGet, keepAlive: true,
-			want:    []string{"GET /p?q=1 HTTP/1.1\r\nHost: ep.example.com\r\n", "X-Test: a\r\n"},
-			wantNot: []string{"Content-Length", "Transfer-Encoding", "Connection", "User-Agent"}},
-		"post with length": {method: http.MethodPost, body: strings.NewReader("abc"), length: 3,
-			want: []string{"Content-Length: 3\r\n", "Connection: close\r\n"}},
-		"post chunked": {method: http.MethodPost, body: strings.NewReader("abc"), length: -1, keepAlive: true,
-			want: []string{"Transfer-Encoding: chunked\r\n"}, wantNot: []string{"Content-Length"}},
-		"empty post":      {method: http.MethodPost, keepAlive: true, want: []string{"Content-Length: 0\r\n"}},
-		"user agent kept": {method: http.MethodGet, ua: []string{"curl/8"}, keepAlive: true, want: []string{"User-Agent: curl/8\r\n"}},
-	} {
-		t.Run(name, func(t *testing.T) {
-			req, err := http.NewRequest(tc.method, "http://ep.example.com/p?q=1", tc.body)
-			require.NoError(t, err)
-			req.ContentLength = tc.length
-			req.Header.Set("X-Test", "a")
-			if tc.ua != nil {
-				req.Header["User-Agent"] = tc.ua
-			}
-			var buf bytes.Buffer
-			bw := bufio.NewWriter(&buf)
-			writeRequestHead(bw, req, tc.length < 0 && tc.body != nil, !tc.keepAlive)
-			require.NoError(t, bw.Flush())
-			head := buf.String()
-			require.True(t, strings.HasSuffix(head, "\r\n\r\n"), head)
-			for _, w := range tc.want {
-				require.Contains(t, head, w)
-			}
-			for _, w := range tc.wantNot {
-				require.NotContains(t, head, w)
-			}
-			// What we write parses as the request we meant.
-			parsed, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head)))
-			require.NoError(t, err)
-			require.Equal(t, tc.method, parsed.Method)
-			require.Equal(t, "/p?q=1", parsed.RequestURI)
-			require.Equal(t, "ep.example.com", parsed.Host)
-		})
-	}
-}
 
 func TestConnOpenProbe(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/pico-proxy/pico/internal/httpwire"
 )
 
 // serveProxied proxies r (already routed to ex.endpoint) and answers the
@@ -26,7 +28,7 @@ func (p *Proxy) serveProxied(ex *exchange, r *http.Request) {
 	}
 	defer resp.Body.Close()
 
-	removeHopByHopHeaders(resp.Header)
+	httpwire.RemoveHopByHop(resp.Header)
 	resp.Header.Del(NoUpstreamHeader)
 	h := ex.Header()
 	for k, v := range resp.Header {
@@ -58,11 +60,11 @@ func (p *Proxy) serveProxied(ex *exchange, r *http.Request) {
 // Expect (the body is read, and 100 Continue sent, as soon as it is
 // proxied).
 func (p *Proxy) prepareRequest(ex *exchange, r *http.Request) {
-	upgrade := upgradeType(r.Header)
+	upgrade := httpwire.UpgradeType(r.Header)
 	te := r.Header["Te"]
-	removeHopByHopHeaders(r.Header)
+	httpwire.RemoveHopByHop(r.Header)
 	delete(r.Header, "Expect")
-	if headerValuesContain(te, "trailers") {
+	if httpwire.HasToken(te, "trailers") {
 		r.Header["Te"] = []string{"trailers"}
 	}
 	if upgrade != "" {
@@ -111,8 +113,8 @@ func streaming(resp *http.Response) bool {
 // copyBody copies body to the client with a pooled buffer, flushing after
 // every write when flush is set.
 func copyBody(ex *exchange, body io.Reader, flush bool) error {
-	buf := copyBuffers.Get()
-	defer copyBuffers.Put(buf)
+	buf := httpwire.Buffers.Get()
+	defer httpwire.Buffers.Put(buf)
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
@@ -138,7 +140,7 @@ func copyBody(ex *exchange, body io.Reader, flush bool) error {
 func (p *Proxy) switchProtocols(ex *exchange, r *http.Request, resp *http.Response) {
 	backend := resp.Body.(io.ReadWriteCloser)
 	defer backend.Close()
-	if up := upgradeType(resp.Header); up == "" || !strings.EqualFold(up, r.Header.Get("Upgrade")) {
+	if up := httpwire.UpgradeType(resp.Header); up == "" || !strings.EqualFold(up, r.Header.Get("Upgrade")) {
 		p.writeError(ex, ex, &upstreamError{err: errors.New("the upstream switched to a protocol the client did not ask for")})
 		return
 	}
@@ -172,52 +174,14 @@ func pipeUpgraded(client net.Conn, br *bufio.Reader, backend io.ReadWriteCloser)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := copyBuffers.Get()
-		defer copyBuffers.Put(buf)
+		buf := httpwire.Buffers.Get()
+		defer httpwire.Buffers.Put(buf)
 		_, _ = io.CopyBuffer(backend, br, buf)
 		closeBoth()
 	}()
-	buf := copyBuffers.Get()
+	buf := httpwire.Buffers.Get()
 	_, _ = io.CopyBuffer(client, backend, buf)
-	copyBuffers.Put(buf)
+	httpwire.Buffers.Put(buf)
 	closeBoth()
 	<-done
-}
-
-// hopByHopHeaders apply to one connection only (RFC 9110, 7.6.1).
-var hopByHopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
-func removeHopByHopHeaders(h http.Header) {
-	for _, v := range h["Connection"] {
-		for name := range strings.SplitSeq(v, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				h.Del(name)
-			}
-		}
-	}
-	for _, name := range hopByHopHeaders {
-		delete(h, name)
-	}
-}
-
-// upgradeType is the protocol an upgrade request or 101 response names.
-func upgradeType(h http.Header) string {
-	if !headerValuesContain(h["Connection"], "upgrade") {
-		return ""
-	}
-	return h.Get("Upgrade")
-}
-
-func headerValuesContain(values []string, token string) bool {
-	for _, v := range values {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }

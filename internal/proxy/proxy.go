@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -372,24 +371,3 @@ func (p *Proxy) WaitIdle(ctx context.Context) error {
 
 // CloseIdleConnections closes idle pooled connections to other nodes.
 func (p *Proxy) CloseIdleConnections() { p.nodes.closeIdle() }
-
-// copyBuffers pools the buffers that copy bodies.
-var copyBuffers = &bufferPool{}
-
-type bufferPool struct{ pool sync.Pool }
-
-const copyBufferSize = 32 << 10
-
-func (b *bufferPool) Get() []byte {
-	if v, ok := b.pool.Get().(*[]byte); ok {
-		return *v
-	}
-	return make([]byte, copyBufferSize)
-}
-
-func (b *bufferPool) Put(buf []byte) {
-	if cap(buf) == copyBufferSize {
-		buf = buf[:copyBufferSize]
-		b.pool.Put(&buf)
-	}
-}

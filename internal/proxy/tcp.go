@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/pico-proxy/pico/internal/httpwire"
 	"github.com/pico-proxy/pico/internal/protocol"
 )
 
@@ -65,16 +66,16 @@ func pipeTCP(ws net.Conn, stream *yamux.Stream) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := copyBuffers.Get()
-		defer copyBuffers.Put(buf)
+		buf := httpwire.Buffers.Get()
+		defer httpwire.Buffers.Put(buf)
 		_, _ = io.CopyBuffer(stream, ws, buf)
 		// The client left (a WebSocket has no half close): stop the
 		// other direction too.
 		_ = stream.SetReadDeadline(longAgo)
 	}()
-	buf := copyBuffers.Get()
+	buf := httpwire.Buffers.Get()
 	_, _ = io.CopyBuffer(ws, stream, buf)
-	copyBuffers.Put(buf)
+	httpwire.Buffers.Put(buf)
 	_ = stream.Close()
 	_ = ws.Close()
 	<-done
@@ -83,17 +84,6 @@ func pipeTCP(ws net.Conn, stream *yamux.Stream) {
 
 func isWebSocketUpgrade(r *http.Request) bool {
 	return r.Method == http.MethodGet &&
-		headerContainsToken(r.Header, "Connection", "upgrade") &&
+		httpwire.HasToken(r.Header["Connection"], "upgrade") &&
 		strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
-}
-
-func headerContainsToken(h http.Header, name, token string) bool {
-	for _, v := range h[name] {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -1,0 +1,114 @@
+package httpwire
+
+import (
+	"bufio"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// framingHeaders are written from the body being sent, never copied.
+var framingHeaders = map[string]bool{
+	"Host":              true,
+	"Content-Length":    true,
+	"Transfer-Encoding": true,
+	"Trailer":           true,
+}
+
+// WriteRequestHead writes the request line and headers of req to bw, with
+// uri as the request target. Framing headers come from req's body:
+// Content-Length, or chunked transfer encoding (announcing req.Trailer's
+// keys) when chunked is set. closeConn adds "Connection: close".
+func WriteRequestHead(bw *bufio.Writer, req *http.Request, uri string, chunked, closeConn bool) {
+	bw.WriteString(req.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(uri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(req.Host)
+	bw.WriteString("\r\n")
+	_ = req.Header.WriteSubset(bw, framingHeaders)
+	switch {
+	case chunked:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+		writeTrailerAnnouncement(bw, req.Trailer)
+	case req.ContentLength > 0:
+		writeContentLength(bw, req.ContentLength)
+	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	if closeConn {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+// WriteResponseHead writes the status line and headers of resp to bw.
+// Framing headers come from resp: chunked transfer encoding (announcing
+// resp.Trailer's keys) when chunked is set, else its Content-Length when
+// known and allowed. closeConn adds "Connection: close". Hop-by-hop
+// headers are the caller's business (a 101 keeps Connection and Upgrade).
+func WriteResponseHead(bw *bufio.Writer, resp *http.Response, chunked, closeConn bool) {
+	bw.WriteString("HTTP/1.1 ")
+	if status := resp.Status; len(status) > 4 && strings.HasPrefix(status, strconv.Itoa(resp.StatusCode)+" ") {
+		bw.WriteString(status) // keeps the upstream's reason phrase
+	} else {
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(resp.StatusCode), 10))
+		bw.WriteByte(' ')
+		bw.WriteString(http.StatusText(resp.StatusCode))
+	}
+	bw.WriteString("\r\n")
+	_ = resp.Header.WriteSubset(bw, framingHeaders)
+	switch {
+	case chunked:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+		writeTrailerAnnouncement(bw, resp.Trailer)
+	case resp.ContentLength >= 0 && bodyAllowed(resp.StatusCode):
+		writeContentLength(bw, resp.ContentLength)
+	}
+	if closeConn {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+// bodyAllowed reports whether a response with status code may carry a
+// body and so a Content-Length (RFC 9110, 8.6).
+func bodyAllowed(code int) bool {
+	return code >= 200 && code != http.StatusNoContent
+}
+
+func writeContentLength(bw *bufio.Writer, n int64) {
+	bw.WriteString("Content-Length: ")
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), n, 10))
+	bw.WriteString("\r\n")
+}
+
+func writeTrailerAnnouncement(bw *bufio.Writer, trailer http.Header) {
+	if len(trailer) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(trailer))
+	for k := range trailer {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	bw.WriteString("Trailer: ")
+	bw.WriteString(strings.Join(keys, ", "))
+	bw.WriteString("\r\n")
+}
+
+// ReadResponse reads the response to req from br, skipping informational
+// (1xx) answers other than 101 Switching Protocols.
+func ReadResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue
+		}
+		return resp, nil
+	}
+}
