@@ -179,6 +179,12 @@ func TestClientCredentials(t *testing.T) {
 	require.Equal(t, "/ca.crt", status.Connect.TLS.CA)
 	require.Equal(t, tokenFile, status.Connect.TokenFile)
 
+	named, _, err := Load("status", []string{"--server.url", "https://localhost:8002", "--connect.tls.server-name", "pico-0.pico-headless.ns.svc"}, DefaultStatus, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, ClientTLS{ServerName: "pico-0.pico-headless.ns.svc"}, named.Connect.TLS)
+	_, _, err = Load("status", []string{"--connect.tls.server-name", "pico-0"}, DefaultStatus, io.Discard)
+	require.ErrorContains(t, err, `--connect.tls.* options are set but server.url (--server.url) "http://localhost:8002" is not https://`, "a server name needs TLS")
+
 	for _, tc := range []struct {
 		args []string
 		want string

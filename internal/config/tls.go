@@ -62,6 +62,11 @@ type ClientTLS struct {
 	// InsecureSkipVerify disables verification of the server's certificate.
 	// For tests only: anyone on the path can then read and alter traffic.
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// ServerName, when set, is the name verified in the server's
+	// certificate (and sent as SNI) instead of the URL's host: for a
+	// server reached by an address its certificate does not list, such
+	// as a pod IP or a port-forward to localhost.
+	ServerName string `yaml:"server_name"`
 	// Cert and Key are the paths of a PEM client certificate and its key,
 	// presented when the server asks for one (mutual TLS). They are
 	// reloaded when the files change.
@@ -72,7 +77,7 @@ type ClientTLS struct {
 // Enabled reports whether any option is set (otherwise the system roots
 // verify the server and no client certificate is sent).
 func (c *ClientTLS) Enabled() bool {
-	return c.CA != "" || c.InsecureSkipVerify || c.Cert != "" || c.Key != ""
+	return c.CA != "" || c.InsecureSkipVerify || c.ServerName != "" || c.Cert != "" || c.Key != ""
 }
 
 // RegisterFlags registers the <prefix>.* flags, e.g. --connect.tls.ca for
@@ -81,6 +86,7 @@ func (c *ClientTLS) RegisterFlags(fs *pflag.FlagSet, prefix string) {
 	flag := flagPrefix(prefix)
 	fs.StringVar(&c.CA, flag+".ca", c.CA, "PEM CA bundle file trusted to verify the server's certificate instead of the system roots")
 	fs.BoolVar(&c.InsecureSkipVerify, flag+".insecure-skip-verify", c.InsecureSkipVerify, "do not verify the server's certificate (insecure; for tests only)")
+	fs.StringVar(&c.ServerName, flag+".server-name", c.ServerName, "name verified in the server's certificate instead of the URL's host (e.g. when connecting through a port-forward)")
 	fs.StringVar(&c.Cert, flag+".cert", c.Cert, "PEM client certificate file presented to servers that require mutual TLS")
 	fs.StringVar(&c.Key, flag+".key", c.Key, "PEM private key file of --"+flag+".cert")
 }

@@ -22,7 +22,9 @@ func ClientConfig(caFile string, insecureSkipVerify bool) (*tls.Config, error) {
 }
 
 // NewClient returns the client configuration of cfg, a section named
-// section (e.g. "connect.tls"); errors name its keys. With a client
+// section (e.g. "connect.tls"); errors name its keys. The server's
+// certificate must name cfg.ServerName when set, else the dialled host.
+// With a client
 // certificate configured, it is presented when the server asks for one
 // and re-read when its files change.
 func NewClient(cfg config.ClientTLS, section string, logger *slog.Logger, opts ...Option) (*tls.Config, error) {
@@ -33,7 +35,7 @@ func NewClient(cfg config.ClientTLS, section string, logger *slog.Logger, opts .
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("subsystem", "tls", "section", section)
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify, ServerName: cfg.ServerName}
 	if cfg.InsecureSkipVerify {
 		logger.Warn("not verifying the server's certificate: anyone on the network path can read and change the traffic")
 	}

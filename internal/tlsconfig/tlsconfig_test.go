@@ -52,6 +52,44 @@ func TestTLSRoundTrip(t *testing.T) {
 	require.Error(t, err, "TLS 1.1 is refused")
 }
 
+// TestClientServerName checks connect.tls.server_name: a server reached by
+// an address its certificate does not list (a pod IP, a port-forward) is
+// verified against the configured name instead.
+func TestClientServerName(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t, "test CA")
+	certPEM, keyPEM := ca.issue(t, leaf{cn: "pico-0", dnsNames: []string{"pico-0.pico-headless.ns.svc"}, usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	srv, err := NewServer(config.TLS{Cert: writeTemp(t, dir, "tls.crt", certPEM), Key: writeTemp(t, dir, "tls.key", keyPEM)}, "admin.tls", nil)
+	require.NoError(t, err)
+	addr := serveHTTPS(t, srv.Config())
+	caFile := writeTemp(t, dir, "ca.crt", ca.pem)
+
+	byAddress, err := NewClient(config.ClientTLS{CA: caFile}, "connect.tls", nil)
+	require.NoError(t, err)
+	_, err = get(byAddress, addr)
+	var hostname x509.HostnameError
+	require.ErrorAs(t, err, &hostname, "the certificate does not list 127.0.0.1")
+
+	named, err := NewClient(config.ClientTLS{CA: caFile, ServerName: "pico-0.pico-headless.ns.svc"}, "connect.tls", nil)
+	require.NoError(t, err)
+	body, err := get(named, addr)
+	require.NoError(t, err)
+	require.Equal(t, "-", body)
+
+	wrong, err := NewClient(config.ClientTLS{CA: caFile, ServerName: "pico-1.pico-headless.ns.svc"}, "connect.tls", nil)
+	require.NoError(t, err)
+	_, err = get(wrong, addr)
+	require.ErrorAs(t, err, &hostname)
+	require.Equal(t, "pico-1.pico-headless.ns.svc", hostname.Host)
+
+	hc, err := HTTPClient(config.ClientTLS{CA: caFile, ServerName: "pico-0.pico-headless.ns.svc"}, "connect.tls", 10*time.Second, nil)
+	require.NoError(t, err)
+	resp, err := hc.Get("https://" + addr + "/")
+	require.NoError(t, err, "HTTPClient uses the server name")
+	require.NoError(t, resp.Body.Close())
+	hc.CloseIdleConnections()
+}
+
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	serverCA, clientCA, strangerCA := newCA(t, "server CA"), newCA(t, "client CA"), newCA(t, "stranger CA")
