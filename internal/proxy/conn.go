@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/pico-proxy/pico/internal/connpool"
 	"github.com/pico-proxy/pico/internal/httpwire"
 	"github.com/pico-proxy/pico/internal/upstream"
 )
@@ -143,7 +144,7 @@ func bodyBuffered(resp *http.Response, br *bufio.Reader) bool {
 type streamConn struct {
 	conn     net.Conn
 	session  *upstream.Session // the lease of a stream, or
-	pool     *nodePool         // the pool of a node connection
+	pool     *connpool.Pool    // the pool of a node connection
 	addr     string            // the node's address (pool key)
 	br       *bufio.Reader
 	received int64
@@ -184,7 +185,7 @@ func (c *streamConn) finish(complete bool) {
 			}
 			c.session.PutIdle(stream)
 		case keep:
-			c.pool.put(c.addr, c.conn)
+			c.pool.Put(c.addr, c.conn)
 		default:
 			_ = c.conn.Close()
 			if !complete && c.session != nil {

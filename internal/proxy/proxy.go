@@ -14,6 +14,7 @@ import (
 
 	"github.com/pico-proxy/pico/internal/auth"
 	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/connpool"
 	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/upstream"
 )
@@ -41,7 +42,7 @@ type Options struct {
 	Auth *auth.Verifier
 	// DialNode connects to another node's proxy port for forwarding
 	// (e.g. over TLS); nil means plain TCP with a 3 s timeout.
-	DialNode DialFunc
+	DialNode connpool.DialFunc
 	// OneRequestPerStream disables HTTP keep-alive on upstream streams:
 	// every request then opens a stream and asks the agent to close it
 	// after the response ("Connection: close").
@@ -70,7 +71,7 @@ type Proxy struct {
 	logger         *slog.Logger
 	metrics        *metrics
 
-	nodes *nodePool
+	nodes *connpool.Pool
 
 	inFlight atomic.Int64
 	draining atomic.Bool
@@ -98,7 +99,13 @@ func New(opts Options) *Proxy {
 		metrics:        newMetrics(opts.Metrics),
 		idle:           make(chan struct{}, 1),
 	}
-	p.nodes = newNodePool(opts.DialNode)
+	p.nodes = connpool.New(connpool.Config{
+		Dial:        opts.DialNode,
+		DialTimeout: forwardDialTimeout,
+		// Below the proxy port's idle timeout, so that it is the
+		// forwarding side that closes node connections.
+		IdleTimeout: nodeIdleTimeout,
+	})
 	return p
 }
 
@@ -370,4 +377,4 @@ func (p *Proxy) WaitIdle(ctx context.Context) error {
 }
 
 // CloseIdleConnections closes idle pooled connections to other nodes.
-func (p *Proxy) CloseIdleConnections() { p.nodes.closeIdle() }
+func (p *Proxy) CloseIdleConnections() { p.nodes.Close() }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/pico-proxy/pico/internal/cluster"
 	"github.com/pico-proxy/pico/internal/protocol"
@@ -75,6 +76,18 @@ func (p *Proxy) roundTrip(req *http.Request, ex *exchange) (*http.Response, erro
 	}
 }
 
+// Forwarding to other nodes: HTTP/1.1 with keep-alive over pooled
+// connections, exchanged by the request's own goroutine (exchangeOver).
+const (
+	// forwardDialTimeout bounds connecting to another node.
+	forwardDialTimeout = 3 * time.Second
+	// nodeIdleTimeout closes node connections idle for longer.
+	nodeIdleTimeout = 30 * time.Second
+	// forwardTimeoutMargin is added to the gateway timeout when waiting
+	// for another node: it answers 504 itself after the gateway timeout.
+	forwardTimeoutMargin = 2 * time.Second
+)
+
 // forward sends req to node over a pooled keep-alive connection. retry
 // reports that nothing reached the node's upstream (the connection was
 // refused, or the node answered that it has no upstream for the
@@ -91,7 +104,7 @@ func (p *Proxy) forward(req *http.Request, ex *exchange, node cluster.Node) (res
 	ex.node = node.ID
 	ex.upstream = node.ProxyAddr
 
-	conn, reused, err := p.nodes.get(req.Context(), node.ProxyAddr)
+	conn, reused, err := p.nodes.Get(req.Context(), node.ProxyAddr)
 	if err != nil {
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			return nil, ctxErr, false

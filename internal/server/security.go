@@ -10,7 +10,7 @@ import (
 
 	"github.com/pico-proxy/pico/internal/auth"
 	"github.com/pico-proxy/pico/internal/config"
-	"github.com/pico-proxy/pico/internal/proxy"
+	"github.com/pico-proxy/pico/internal/connpool"
 	"github.com/pico-proxy/pico/internal/tlsconfig"
 )
 
@@ -92,7 +92,7 @@ func wrapListener(ln net.Listener, srv *tlsconfig.Server) net.Listener {
 // over TLS, verifying the peer as a node of this cluster (see
 // tlsconfig.Server.PeerClientConfig), when the proxy port serves TLS;
 // nil (plain TCP) otherwise.
-func (sec *security) dialNode() proxy.DialFunc {
+func (sec *security) dialNode() connpool.DialFunc {
 	if sec.proxyTLS == nil {
 		return nil
 	}

@@ -1,16 +1,16 @@
 //go:build unix
 
-package proxy
+package connpool
 
 import (
 	"net"
 	"syscall"
 )
 
-// connOpen reports whether an idle connection can carry another request:
+// peerOpen reports whether an idle connection can carry another request:
 // the peer has not closed it and sent nothing unasked. It peeks without
 // blocking.
-func connOpen(c net.Conn) bool {
+func peerOpen(c net.Conn) bool {
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
 		// TLS: a peer's close alert shows as unasked data underneath.
 		c = tc.NetConn()
