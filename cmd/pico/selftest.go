@@ -24,6 +24,11 @@ ones everywhere; then a test upstream on 127.0.0.1 registers a random endpoint
 through --upstream-url and requests sent to --proxy-url with x-pico-endpoint must
 reach it. Exits 0 when both pass, 1 with the reason when they do not within --timeout.
 
+For an admin port with admin.tls use https:// admin URLs (--admin.tls.ca for a
+private CA, --admin.tls.server-name when the certificate does not name the URL's
+host); with admin.auth pass a token (--admin.token-file). A refused certificate
+or token fails at once.
+
 Flags:
 `
 
@@ -34,6 +39,7 @@ func runSelftest(args []string, stdout, stderr io.Writer) int {
 	fs.SortFlags = false
 	var cfg selftest.Config
 	fs.StringArrayVar(&cfg.AdminURLs, "admin-url", nil, "admin API URL of a member, e.g. http://pico-0.pico-headless.default.svc:8002 (repeat for every member)")
+	cfg.Admin.RegisterFlags(fs, "admin")
 	fs.IntVar(&cfg.ExpectMembers, "expect-members", 0, "number of active members every member must report (required)")
 	fs.StringVar(&cfg.ProxyURL, "proxy-url", "", "proxy port URL, e.g. http://pico.default.svc:8000 (required)")
 	fs.StringVar(&cfg.UpstreamURL, "upstream-url", "", "upstream port URL, e.g. http://pico.default.svc:8001 (required)")

@@ -2,9 +2,16 @@ package main
 
 import (
 	"bytes"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/tlsconfig/tlstest"
 )
 
 func TestSelftestUsageErrors(t *testing.T) {
@@ -22,6 +29,8 @@ func TestSelftestUsageErrors(t *testing.T) {
 		{"bad timeout", append(full, "--timeout", "0s"), 2, "--timeout 0s: it must be positive"},
 		{"bad URL", []string{"--expect-members", "1", "--admin-url", "a:8002", "--proxy-url", "http://p:8000", "--upstream-url", "http://u:8001"}, 1, `--admin-url "a:8002"`},
 		{"bad member count", append([]string{"--expect-members", "0"}, full[2:]...), 1, "--expect-members is 0"},
+		{"TLS flags with an http admin URL", append(full, "--admin.tls.ca", "/ca.crt"), 1, `--admin.tls.* options are set but admin_url (--admin-url) "http://a:8002" is not https://`},
+		{"token and token file", append(full, "--admin.token", "t", "--admin.token-file", "/t"), 1, "admin.token (--admin.token) and admin.token_file (--admin.token-file) are both set"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -32,4 +41,52 @@ func TestSelftestUsageErrors(t *testing.T) {
 	var stdout bytes.Buffer
 	assert.Equal(t, 0, runSelftest([]string{"--help"}, &stdout, &bytes.Buffer{}))
 	assert.Contains(t, stdout.String(), "Usage: pico selftest")
+}
+
+// TestSelftestOverAdminTLSWithToken runs `pico selftest` as the chart's test pod does against
+// a real `pico server` whose admin port serves TLS and requires a token.
+func TestSelftestOverAdminTLSWithToken(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "pico CA")
+	cert := ca.Server(t, "pico").Write(t, dir, "tls")
+	caFile := tlstest.WriteFile(t, dir, "ca.crt", ca.PEM)
+	const secret = "admin-secret-0123456789abcdef0123456789"
+	secretFile := tlstest.WriteFile(t, dir, "admin-secret", []byte(secret))
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"aud": "pico-admin", "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString([]byte(secret))
+	require.NoError(t, err)
+	tokenFile := tlstest.WriteFile(t, dir, "token", []byte(token+"\n"))
+
+	a := startSecuredServer(t,
+		"--admin.tls.cert", cert.Cert, "--admin.tls.key", cert.Key,
+		"--admin.auth.token-hmac-secret-key", secretFile, "--admin.auth.token-audience", "pico-admin")
+	selftest := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := runSelftest(append([]string{"--expect-members", "1", "--admin-url", "https://" + a.Admin,
+			"--proxy-url", "http://" + a.Proxy, "--upstream-url", "http://" + a.Upstream,
+			"--requests", "2", "--timeout", "30s"}, args...), &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+
+	code, stdout, stderr := selftest("--admin.tls.ca", caFile, "--admin.tls.server-name", "localhost", "--admin.token-file", tokenFile)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "membership: all 1 members report the same 1 active members")
+	assert.Contains(t, stdout, "pico selftest: PASS")
+
+	code, _, stderr = selftest("--admin.tls.ca", caFile)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "pico selftest: FAIL: membership: https://"+a.Admin)
+	assert.Contains(t, stderr, "pass --admin.token-file")
+
+	code, _, stderr = selftest("--admin.token-file", tokenFile)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "certificate signed by unknown authority")
+	assert.Contains(t, stderr, "--admin.tls.ca")
+	assert.NotContains(t, stderr, token)
+	assert.Equal(t, 1, strings.Count(strings.TrimSpace(stderr), "\n")+1, "one line: %q", stderr)
+
+	code, _, stderr = selftest("--admin.tls.ca", caFile, "--admin.token-file", filepath.Join(dir, "missing"))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "admin.token_file (--admin.token-file)")
 }

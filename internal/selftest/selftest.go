@@ -9,12 +9,18 @@
 //     the proxy URL (the client Service again, so they land on any member) with
 //     `x-pico-endpoint` must reach it and carry its answer back.
 //
-// Both steps retry until the deadline, since members and routes converge over gossip.
+// Both steps retry until the deadline, since members and routes converge over gossip. The
+// admin API may serve TLS (https:// admin URLs) and require a token (admin.auth): Config.Admin
+// holds the credentials, the same `connect`-style settings the other client commands take.
+// A refused certificate or token does not heal by waiting, so it ends the check at once.
 package selftest
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -31,13 +37,22 @@ import (
 
 	"github.com/pico-proxy/pico/internal/agent"
 	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/tlsconfig"
 )
+
+// adminSection names the credentials of the admin API in errors and flags
+// (--admin.token-file, --admin.tls.ca, ...).
+const adminSection = "admin"
 
 // Config is what to check.
 type Config struct {
 	// AdminURLs are the admin API base URLs of every member, e.g.
 	// http://pico-0.pico-headless.default.svc:8002.
 	AdminURLs []string
+	// Admin is what the admin API requests present: a bearer token for a server with
+	// admin.auth, and for https:// admin URLs how the server's certificate is verified plus
+	// an optional client certificate (flags --admin.token, --admin.token-file, --admin.tls.*).
+	Admin config.Credentials
 	// ExpectMembers is the number of active members every member must report.
 	ExpectMembers int
 	// ProxyURL is the base URL of the proxy port (the client Service).
@@ -57,10 +72,18 @@ func (c Config) Validate() error {
 	if len(c.AdminURLs) == 0 {
 		return errors.New("--admin-url: give the admin URL of every member (repeat the flag)")
 	}
+	plain := ""
 	for _, u := range c.AdminURLs {
 		if err := checkURL("--admin-url", u); err != nil {
 			return err
 		}
+		if plain == "" && !strings.HasPrefix(u, "https://") {
+			plain = u
+		}
+	}
+	// TLS settings with a plain http:// admin URL would be silently unused.
+	if err := c.Admin.Validate(adminSection, "admin_url", cmp.Or(plain, c.AdminURLs[0])); err != nil {
+		return err
 	}
 	if c.ExpectMembers < 1 {
 		return fmt.Errorf("--expect-members is %d: it must be at least 1", c.ExpectMembers)
@@ -97,11 +120,16 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	client := &http.Client{Timeout: 5 * time.Second}
+	adminClient, err := tlsconfig.HTTPClient(cfg.Admin.TLS, adminSection+".tls", requestTimeout, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	defer adminClient.CloseIdleConnections()
+	client := &http.Client{Timeout: requestTimeout}
 	defer client.CloseIdleConnections()
 
 	start := time.Now()
-	ids, err := waitForMembers(ctx, client, cfg)
+	ids, err := waitForMembers(ctx, adminClient, cfg)
 	if err != nil {
 		return err
 	}
@@ -116,6 +144,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		cfg.Requests, cfg.ProxyURL, since(start))
 	return nil
 }
+
+// requestTimeout bounds one request to a member.
+const requestTimeout = 5 * time.Second
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
 
@@ -144,9 +175,17 @@ func (v view) String() string {
 func waitForMembers(ctx context.Context, client *http.Client, cfg Config) ([]string, error) {
 	var views []view
 	for {
+		// Read every round, so a token file renewed in place is picked up.
+		token, err := cfg.Admin.BearerToken(adminSection)
+		if err != nil {
+			return nil, fmt.Errorf("membership: %w", err)
+		}
 		round := make([]view, len(cfg.AdminURLs))
 		for i, u := range cfg.AdminURLs {
-			round[i] = fetchView(ctx, client, u)
+			round[i] = fetchView(ctx, client, u, token, cfg.Admin.TLS.Cert != "")
+			if errors.Is(round[i].err, errRefused) {
+				return nil, fmt.Errorf("membership: %s: %w", u, round[i].err)
+			}
 		}
 		// A round cut short by the deadline says nothing about the members: report the
 		// last complete one.
@@ -177,15 +216,68 @@ func agree(views []view, want int) ([]string, bool) {
 	return views[0].active, true
 }
 
-func fetchView(ctx context.Context, client *http.Client, base string) view {
+// errRefused marks an answer that waiting will not change: the member refused the
+// credentials, or the selftest refused the member's certificate.
+var errRefused = errors.New("refused")
+
+// refusal is an errRefused with the reason and the fix.
+type refusal struct {
+	err error  // what happened
+	fix string // which setting to change
+}
+
+func (r *refusal) Error() string          { return r.err.Error() + "; " + r.fix }
+func (r *refusal) Unwrap() []error        { return []error{r.err, errRefused} }
+func refused(err error, fix string) error { return &refusal{err: err, fix: fix} }
+
+// tlsFix names the setting that fixes a failed TLS handshake with the admin port, or "" when
+// err is not a refused certificate. clientCert tells whether a client certificate was sent.
+func tlsFix(err error, clientCert bool) string {
+	var (
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		verify   *tls.CertificateVerificationError
+	)
+	// crypto/tls reports the server's alerts as a net.OpError "remote error" around an
+	// unexported type, so they are told apart by their text.
+	alert := ""
+	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "remote error" && op.Err != nil {
+		alert = op.Err.Error()
+	}
+	switch {
+	case strings.HasSuffix(alert, "bad certificate") && clientCert:
+		return "the admin port refused the client certificate of --admin.tls.cert: it must be signed by a CA of the server's admin.tls.client_cas"
+	case strings.HasSuffix(alert, "certificate required"), strings.HasSuffix(alert, "bad certificate"):
+		return "the admin port requires a client certificate (admin.tls.client_cas): pass --admin.tls.cert and --admin.tls.key"
+	case errors.As(err, &unknown):
+		return "trust the CA that signed the admin certificate with --admin.tls.ca"
+	case errors.As(err, &hostname):
+		return "the admin certificate does not name the host of --admin-url: give a name it lists with --admin.tls.server-name"
+	case errors.As(err, &invalid), errors.As(err, &verify):
+		return "the admin certificate is not valid: check the certificate the members serve (admin.tls.cert)"
+	}
+	return ""
+}
+
+// fetchView asks one member for its view of the cluster. token, when set, is sent as a bearer
+// token; clientCert tells whether the client presents a certificate.
+func fetchView(ctx context.Context, client *http.Client, base, token string, clientCert bool) view {
 	target := strings.TrimSuffix(base, "/") + "/status/cluster/nodes"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return view{err: fmt.Errorf("build request: %w", err)}
 	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return view{err: fmt.Errorf("GET %s: %w", target, err)}
+		err = fmt.Errorf("GET %s: %w", target, err)
+		if fix := tlsFix(err, clientCert); fix != "" {
+			err = refused(err, fix)
+		}
+		return view{err: err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -193,7 +285,16 @@ func fetchView(ctx context.Context, client *http.Client, base string) view {
 		return view{err: fmt.Errorf("GET %s: reading the answer: %w", target, err)}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return view{err: fmt.Errorf("GET %s: status %d: %s", target, resp.StatusCode, strings.TrimSpace(string(body)))}
+		err := fmt.Errorf("GET %s: status %d: %s", target, resp.StatusCode, strings.TrimSpace(string(body)))
+		switch {
+		case resp.StatusCode == http.StatusUnauthorized && token == "":
+			err = refused(err, "the admin API requires a token (admin.auth): pass --admin.token-file")
+		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+			err = refused(err, "the admin API refused the token of --admin.token-file or --admin.token: check its key, audience, issuer and expiry against admin.auth")
+		case resp.StatusCode == http.StatusBadRequest && resp.TLS == nil && strings.Contains(string(body), "HTTPS"):
+			err = refused(err, "the admin port serves TLS (admin.tls): use https:// admin URLs")
+		}
+		return view{err: err}
 	}
 	var nodes []node
 	if err := json.Unmarshal(body, &nodes); err != nil {

@@ -15,14 +15,18 @@ import (
 	"github.com/pico-proxy/pico/internal/server"
 )
 
-// startServer runs a real single-node Pico server on loopback ports.
-func startServer(t *testing.T) *server.Server {
+// startServer runs a real single-node Pico server on loopback ports; edits change its
+// configuration first.
+func startServer(t *testing.T, edits ...func(*config.Server)) *server.Server {
 	t.Helper()
 	cfg := config.DefaultServer()
 	cfg.Proxy.BindAddr = "127.0.0.1:0"
 	cfg.Upstream.BindAddr = "127.0.0.1:0"
 	cfg.Admin.BindAddr = "127.0.0.1:0"
 	cfg.Gossip.BindAddr = "127.0.0.1:0"
+	for _, edit := range edits {
+		edit(cfg)
+	}
 	srv, err := server.New(cfg, slog.New(slog.DiscardHandler), server.WithShutdownGrace(0), server.WithUpstreamWait(0))
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(context.Background()))
