@@ -619,6 +619,11 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"config not a mapping", "config: yes", "config"},
 		{"bad duration", "helmTest: {timeout: soon}", "timeout"},
 		{"grace period as string", `terminationGracePeriodSeconds: "60"`, "terminationGracePeriodSeconds"},
+		{"admin TLS switch as string", `admin: {tls: {enabled: "yes"}}`, "enabled"},
+		{"misspelt admin TLS key", "admin: {tls: {servername: x}}", "servername"},
+		{"server name with a scheme", "admin: {tls: {serverName: 'https://pico'}}", "serverName"},
+		{"token Secret key with a slash", "admin: {auth: {tokenSecret: {name: t, key: a/b}}}", "key"},
+		{"token Secret key empty", "admin: {auth: {tokenSecret: {name: t, key: ''}}}", "key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Render(chartDir, "pico", "default", values(t, tc.values))
@@ -637,6 +642,11 @@ func TestTemplateRejectsContradictions(t *testing.T) {
 		{"grace below margin", "terminationGracePeriodSeconds: 10", "must be greater than shutdownMarginSeconds"},
 		{"ingress without hosts", "ingress: {proxy: {enabled: true}}", "ingress.proxy.hosts must list at least one host"},
 		{"route without gateway", "httpRoute: {upstream: {enabled: true}}", "httpRoute.upstream.parentRefs must name at least one Gateway"},
+		{"admin TLS without a Secret", "admin: {tls: {enabled: true}}", "admin.tls.enabled serves the admin port with the certificate of tls.existingSecret: set tls.existingSecret"},
+		{"admin TLS certificate in config", "{tls: {existingSecret: s}, admin: {tls: {enabled: true}}, config: {admin: {tls: {cert: /c.crt}}}}",
+			"config.admin.tls.cert is set by the chart when admin.tls.enabled is true (to /etc/pico-tls/tls.crt): remove it"},
+		{"admin TLS key in config", "{tls: {existingSecret: s}, admin: {tls: {enabled: true}}, config: {admin: {tls: {key: /c.key}}}}",
+			"config.admin.tls.key is set by the chart"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Render(chartDir, "pico", "default", values(t, tc.values))
@@ -647,7 +657,7 @@ func TestTemplateRejectsContradictions(t *testing.T) {
 }
 
 func TestLint(t *testing.T) {
-	sets := map[string]string{"defaults": "", "full": fullValues}
+	sets := map[string]string{"defaults": "", "full": fullValues, "admin-tls": adminTLSValues}
 	ciFiles, err := filepath.Glob(filepath.Join(chartDir, "ci", "*-values.yaml"))
 	require.NoError(t, err)
 	require.NotEmpty(t, ciFiles, "chart-testing installs the chart with each ci/*-values.yaml")
@@ -671,8 +681,9 @@ func TestGolden(t *testing.T) {
 	for name, tc := range map[string]struct {
 		release, namespace, values string
 	}{
-		"default": {"pico", "default", ""},
-		"full":    {"edge", "apps", fullValues},
+		"default":   {"pico", "default", ""},
+		"full":      {"edge", "apps", fullValues},
+		"admin-tls": {"pico", "prod", adminTLSValues},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := render(t, tc.release, tc.namespace, values(t, tc.values))
@@ -730,4 +741,221 @@ func TestUpgradeRenderKeepsPodTemplate(t *testing.T) {
 	_, err = chartutil.ToRenderValues(chrt, map[string]any{"replicaCount": -2},
 		chartutil.ReleaseOptions{Name: "pico", Namespace: "default", IsInstall: true}, chartutil.DefaultCapabilities.Copy())
 	assert.ErrorContains(t, err, "replicaCount")
+}
+
+// adminTLSValues serves the admin port over TLS from the chart's TLS Secret and requires a
+// token there, with a ServiceMonitor: every client of the admin port must follow.
+const adminTLSValues = `
+tls: {existingSecret: pico-tls}
+auth: {existingSecret: pico-auth}
+admin:
+  tls: {enabled: true}
+  auth: {tokenSecret: {name: pico-admin-token}}
+serviceMonitor: {enabled: true}
+config:
+  admin:
+    auth: {token_hmac_secret_key: /etc/pico-auth/admin-hmac, token_audience: pico-admin}
+`
+
+func volumesByName(vols []corev1.Volume) map[string]corev1.Volume {
+	m := map[string]corev1.Volume{}
+	for _, v := range vols {
+		m[v.Name] = v
+	}
+	return m
+}
+
+func mountsByName(c corev1.Container) map[string]corev1.VolumeMount {
+	m := map[string]corev1.VolumeMount{}
+	for _, vm := range c.VolumeMounts {
+		m[vm.Name] = vm
+	}
+	return m
+}
+
+func TestAdminTLSAndAuth(t *testing.T) {
+	r := render(t, "pico", "prod", values(t, adminTLSValues))
+
+	cfg := baseConfig(t, get[corev1.ConfigMap](t, r, "ConfigMap", "pico"))
+	assert.Equal(t, "/etc/pico-tls/tls.crt", lookup(t, cfg, "admin.tls.cert"), "the server serves the mounted certificate")
+	assert.Equal(t, "/etc/pico-tls/tls.key", lookup(t, cfg, "admin.tls.key"))
+	assert.Equal(t, ":8002", lookup(t, cfg, "admin.bind_addr"))
+	assert.Equal(t, "pico-admin", lookup(t, cfg, "admin.auth.token_audience"))
+	assert.NotContains(t, lookup(t, cfg, "admin.tls"), "client_cas", "the kubelet's probes present no client certificate")
+
+	sts := get[appsv1.StatefulSet](t, r, "StatefulSet", "pico")
+	server := container(t, sts.Spec.Template.Spec.Containers, "server")
+	for name, p := range map[string]*corev1.Probe{"startup": server.StartupProbe, "readiness": server.ReadinessProbe, "liveness": server.LivenessProbe} {
+		require.NotNil(t, p, name)
+		require.NotNil(t, p.HTTPGet, name)
+		assert.Equal(t, corev1.URISchemeHTTPS, p.HTTPGet.Scheme, "%s probe must speak HTTPS to a TLS admin port", name)
+		assert.Equal(t, intstr.FromString("admin"), p.HTTPGet.Port, name)
+		assert.Empty(t, p.HTTPGet.HTTPHeaders, "%s probe: /health and /ready need no token", name)
+	}
+	assert.Equal(t, "/etc/pico-tls", mountsByName(server)["tls"].MountPath)
+
+	sm := get[ServiceMonitor](t, r, "ServiceMonitor", "pico")
+	require.Len(t, sm.Spec.Endpoints, 1)
+	ep := sm.Spec.Endpoints[0]
+	assert.Equal(t, "https", ep.Scheme)
+	require.NotNil(t, ep.TLSConfig)
+	require.NotNil(t, ep.TLSConfig.CA)
+	require.NotNil(t, ep.TLSConfig.CA.Secret)
+	assert.Equal(t, "pico-tls", ep.TLSConfig.CA.Secret.Name)
+	assert.Equal(t, "ca.crt", ep.TLSConfig.CA.Secret.Key)
+	assert.Equal(t, "pico-headless.prod.svc", ep.TLSConfig.ServerName, "Prometheus dials pod IPs: it verifies the headless Service's name")
+	assert.False(t, ep.TLSConfig.InsecureSkipVerify)
+	require.NotNil(t, ep.Authorization)
+	assert.Equal(t, "Bearer", ep.Authorization.Type)
+	require.NotNil(t, ep.Authorization.Credentials)
+	assert.Equal(t, "pico-admin-token", ep.Authorization.Credentials.Name)
+	assert.Equal(t, "token", ep.Authorization.Credentials.Key)
+
+	testPod := get[corev1.Pod](t, r, "Pod", "pico-test")
+	selftest := testPod.Spec.Containers[0]
+	assert.Equal(t, []string{
+		"selftest", "--expect-members", "3",
+		"--admin-url", "https://pico-0.pico-headless.prod.svc:8002",
+		"--admin-url", "https://pico-1.pico-headless.prod.svc:8002",
+		"--admin-url", "https://pico-2.pico-headless.prod.svc:8002",
+		"--admin.tls.ca", "/etc/pico-selftest/admin-ca/ca.crt",
+		"--admin.token-file", "/etc/pico-selftest/admin-token/token",
+		"--proxy-url", "http://pico.prod.svc:8000",
+		"--upstream-url", "http://pico.prod.svc:8001",
+		"--timeout", "2m",
+	}, selftest.Args)
+	mounts := mountsByName(selftest)
+	assert.Equal(t, corev1.VolumeMount{Name: "admin-ca", MountPath: "/etc/pico-selftest/admin-ca", ReadOnly: true}, mounts["admin-ca"])
+	assert.Equal(t, corev1.VolumeMount{Name: "admin-token", MountPath: "/etc/pico-selftest/admin-token", ReadOnly: true}, mounts["admin-token"])
+	vols := volumesByName(testPod.Spec.Volumes)
+	require.NotNil(t, vols["admin-ca"].Secret)
+	assert.Equal(t, "pico-tls", vols["admin-ca"].Secret.SecretName)
+	assert.Equal(t, []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}, vols["admin-ca"].Secret.Items,
+		"the test pod gets the CA only, never the private key")
+	require.NotNil(t, vols["admin-token"].Secret)
+	assert.Equal(t, "pico-admin-token", vols["admin-token"].Secret.SecretName)
+	assert.Equal(t, []corev1.KeyToPath{{Key: "token", Path: "token"}}, vols["admin-token"].Secret.Items)
+	assertRestricted(t, "test pod", testPod.Spec)
+
+	assert.Contains(t, r.Notes, "pico status cluster nodes --server.url https://localhost:8002 --connect.tls.ca admin-ca.crt")
+	assert.Contains(t, r.Notes, "--connect.tls.server-name pico-0.pico-headless.prod.svc --connect.token-file admin-token")
+	assert.Contains(t, r.Notes, `get secret pico-tls -o jsonpath='{.data.ca\.crt}'`)
+	assert.NotContains(t, r.Notes, "WARNING")
+}
+
+func TestAdminTLSOptions(t *testing.T) {
+	t.Run("server name, custom CA key and domain", func(t *testing.T) {
+		r := render(t, "edge", "apps", values(t, `
+clusterDomain: corp.internal
+tls: {existingSecret: edge-tls, mountPath: /certs/}
+admin:
+  tls: {enabled: true, caKey: root.pem, serverName: admin.pico.example}
+  auth: {tokenSecret: {name: scrape, key: jwt}}
+serviceMonitor: {enabled: true}
+`))
+		cfg := baseConfig(t, get[corev1.ConfigMap](t, r, "ConfigMap", "edge-pico"))
+		assert.Equal(t, "/certs/tls.crt", lookup(t, cfg, "admin.tls.cert"))
+		ep := get[ServiceMonitor](t, r, "ServiceMonitor", "edge-pico").Spec.Endpoints[0]
+		assert.Equal(t, "admin.pico.example", ep.TLSConfig.ServerName)
+		assert.Equal(t, "root.pem", ep.TLSConfig.CA.Secret.Key)
+		assert.Equal(t, "jwt", ep.Authorization.Credentials.Key)
+		pod := get[corev1.Pod](t, r, "Pod", "edge-pico-test")
+		args := strings.Join(pod.Spec.Containers[0].Args, " ")
+		assert.Contains(t, args, "--admin-url https://edge-pico-0.edge-pico-headless.apps.svc.corp.internal:8002")
+		assert.Contains(t, args, "--admin.tls.ca /etc/pico-selftest/admin-ca/ca.crt --admin.tls.server-name admin.pico.example")
+		assert.Equal(t, []corev1.KeyToPath{{Key: "root.pem", Path: "ca.crt"}}, volumesByName(pod.Spec.Volumes)["admin-ca"].Secret.Items)
+		assert.Equal(t, []corev1.KeyToPath{{Key: "jwt", Path: "token"}}, volumesByName(pod.Spec.Volumes)["admin-token"].Secret.Items)
+	})
+
+	t.Run("public CA", func(t *testing.T) {
+		r := render(t, "pico", "default", values(t, `
+tls: {existingSecret: pico-tls}
+admin: {tls: {enabled: true, caKey: ""}}
+serviceMonitor: {enabled: true}
+`))
+		ep := get[ServiceMonitor](t, r, "ServiceMonitor", "pico").Spec.Endpoints[0]
+		assert.Nil(t, ep.TLSConfig.CA, "the system roots verify a public certificate")
+		assert.Equal(t, "pico-headless.default.svc", ep.TLSConfig.ServerName)
+		assert.Nil(t, ep.Authorization, "no token without admin.auth.tokenSecret")
+		pod := get[corev1.Pod](t, r, "Pod", "pico-test")
+		assert.NotContains(t, pod.Spec.Containers[0].Args, "--admin.tls.ca")
+		assert.NotContains(t, pod.Spec.Containers[0].Args, "--admin.token-file")
+		assert.Contains(t, pod.Spec.Containers[0].Args, "https://pico-0.pico-headless.default.svc:8002")
+		assert.Empty(t, pod.Spec.Volumes)
+		assert.Empty(t, pod.Spec.Containers[0].VolumeMounts)
+	})
+
+	t.Run("insecure", func(t *testing.T) {
+		r := render(t, "pico", "default", values(t, `
+tls: {existingSecret: pico-tls}
+admin: {tls: {enabled: true, insecureSkipVerify: true, serverName: ignored.example}}
+serviceMonitor: {enabled: true}
+`))
+		ep := get[ServiceMonitor](t, r, "ServiceMonitor", "pico").Spec.Endpoints[0]
+		assert.Equal(t, ServiceMonitorTLSConfig{InsecureSkipVerify: true}, *ep.TLSConfig)
+		pod := get[corev1.Pod](t, r, "Pod", "pico-test")
+		args := pod.Spec.Containers[0].Args
+		assert.Contains(t, args, "--admin.tls.insecure-skip-verify")
+		assert.NotContains(t, args, "--admin.tls.ca", "selftest refuses a CA together with insecure-skip-verify")
+		assert.NotContains(t, args, "--admin.tls.server-name")
+		assert.Empty(t, pod.Spec.Volumes)
+	})
+
+	t.Run("TLS set in config", func(t *testing.T) {
+		// The way before admin.tls.enabled: the server's keys set by hand. The probes and
+		// clients follow all the same.
+		r := render(t, "pico", "default", values(t, `
+tls: {existingSecret: pico-tls}
+config: {admin: {tls: {cert: /etc/pico-tls/tls.crt, key: /etc/pico-tls/tls.key}}}
+serviceMonitor: {enabled: true}
+`))
+		server := container(t, get[appsv1.StatefulSet](t, r, "StatefulSet", "pico").Spec.Template.Spec.Containers, "server")
+		assert.Equal(t, corev1.URISchemeHTTPS, server.ReadinessProbe.HTTPGet.Scheme)
+		assert.Equal(t, "https", get[ServiceMonitor](t, r, "ServiceMonitor", "pico").Spec.Endpoints[0].Scheme)
+		assert.Contains(t, get[corev1.Pod](t, r, "Pod", "pico-test").Spec.Containers[0].Args, "--admin.tls.ca")
+	})
+
+	t.Run("probes the user set", func(t *testing.T) {
+		r := render(t, "pico", "default", values(t, `
+tls: {existingSecret: pico-tls}
+admin: {tls: {enabled: true}}
+ports: {admin: 9443}
+startupProbe: {httpGet: {port: 9443}}
+readinessProbe: {httpGet: {path: /ready, port: metrics-sidecar, scheme: HTTP}}
+livenessProbe: {httpGet: null, tcpSocket: {port: admin}}
+`))
+		server := container(t, get[appsv1.StatefulSet](t, r, "StatefulSet", "pico").Spec.Template.Spec.Containers, "server")
+		assert.Equal(t, corev1.URISchemeHTTPS, server.StartupProbe.HTTPGet.Scheme, "the admin port by number")
+		assert.Equal(t, corev1.URISchemeHTTP, server.ReadinessProbe.HTTPGet.Scheme, "an explicit scheme on another port is kept")
+		assert.Nil(t, server.LivenessProbe.HTTPGet)
+		assert.NotNil(t, server.LivenessProbe.TCPSocket)
+	})
+
+	t.Run("plain admin port", func(t *testing.T) {
+		r := render(t, "pico", "default", values(t, `
+serviceMonitor: {enabled: true}
+admin: {auth: {tokenSecret: {name: scrape}}}
+config: {admin: {auth: {jwks_url: "https://issuer.example/jwks"}}}
+`))
+		server := container(t, get[appsv1.StatefulSet](t, r, "StatefulSet", "pico").Spec.Template.Spec.Containers, "server")
+		assert.Empty(t, server.ReadinessProbe.HTTPGet.Scheme)
+		ep := get[ServiceMonitor](t, r, "ServiceMonitor", "pico").Spec.Endpoints[0]
+		assert.Equal(t, "http", ep.Scheme)
+		assert.Nil(t, ep.TLSConfig)
+		assert.Equal(t, "scrape", ep.Authorization.Credentials.Name, "a token works without TLS too")
+		args := get[corev1.Pod](t, r, "Pod", "pico-test").Spec.Containers[0].Args
+		assert.Contains(t, args, "http://pico-0.pico-headless.default.svc:8002")
+		assert.Contains(t, args, "--admin.token-file")
+		assert.NotContains(t, strings.Join(args, " "), "--admin.tls")
+	})
+
+	t.Run("admin auth without a token for the clients", func(t *testing.T) {
+		r := render(t, "pico", "default", values(t, `
+serviceMonitor: {enabled: true}
+config: {admin: {auth: {token_ecdsa_public_key: /etc/pico-auth/admin.pem}}}
+`))
+		assert.Contains(t, r.Notes, "WARNING: config.admin.auth makes the admin API require a token, but admin.auth.tokenSecret.name")
+		assert.Contains(t, r.Notes, "`helm test` and Prometheus will be refused (401)")
+		assert.Nil(t, get[ServiceMonitor](t, r, "ServiceMonitor", "pico").Spec.Endpoints[0].Authorization)
+	})
 }

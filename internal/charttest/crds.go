@@ -1,6 +1,7 @@
 package charttest
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -33,6 +34,29 @@ type ServiceMonitorEndpoint struct {
 	Scheme        string `json:"scheme,omitempty"`
 	Interval      string `json:"interval,omitempty"`
 	ScrapeTimeout string `json:"scrapeTimeout,omitempty"`
+	// TLSConfig verifies the target's certificate when Scheme is https.
+	TLSConfig *ServiceMonitorTLSConfig `json:"tlsConfig,omitempty"`
+	// Authorization sends a credential from a Secret with every scrape.
+	Authorization *SafeAuthorization `json:"authorization,omitempty"`
+}
+
+// ServiceMonitorTLSConfig is the part of an endpoint's tlsConfig the chart may set.
+type ServiceMonitorTLSConfig struct {
+	CA                 *SecretOrConfigMap `json:"ca,omitempty"`
+	ServerName         string             `json:"serverName,omitempty"`
+	InsecureSkipVerify bool               `json:"insecureSkipVerify,omitempty"`
+}
+
+// SecretOrConfigMap names a key of a Secret (the only source the chart uses).
+type SecretOrConfigMap struct {
+	Secret *corev1.SecretKeySelector `json:"secret,omitempty"`
+}
+
+// SafeAuthorization is an endpoint's authorization: the credentials' type (e.g. Bearer)
+// and the Secret key holding them.
+type SafeAuthorization struct {
+	Type        string                    `json:"type,omitempty"`
+	Credentials *corev1.SecretKeySelector `json:"credentials,omitempty"`
 }
 
 // HTTPRoute is gateway.networking.k8s.io/v1 HTTPRoute.

@@ -86,6 +86,24 @@ ports of the Services, the probes and the server can never disagree.
 {{- $_ := set $s "bind_addr" (printf ":%d" (int (get $.Values.ports $section))) }}
 {{- $_ := set $config $section $s }}
 {{- end }}
+{{- if .Values.admin.tls.enabled }}
+{{- if not .Values.tls.existingSecret }}
+{{- fail "admin.tls.enabled serves the admin port with the certificate of tls.existingSecret: set tls.existingSecret to a kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt)" }}
+{{- end }}
+{{- $admin := get $config "admin" }}
+{{- $tls := default dict (get $admin "tls") }}
+{{- if not (kindIs "map" $tls) }}
+{{- fail "config.admin.tls must be a mapping of admin.tls keys" }}
+{{- end }}
+{{- $dir := trimSuffix "/" .Values.tls.mountPath }}
+{{- range $key, $file := dict "cert" "tls.crt" "key" "tls.key" }}
+{{- if hasKey $tls $key }}
+{{- fail (printf "config.admin.tls.%s is set by the chart when admin.tls.enabled is true (to %s/%s): remove it" $key $dir $file) }}
+{{- end }}
+{{- $_ := set $tls $key (printf "%s/%s" $dir $file) }}
+{{- end }}
+{{- $_ := set $admin "tls" $tls }}
+{{- end }}
 {{- $server := default dict (get $config "server") }}
 {{- if hasKey $server "graceful_shutdown_timeout" }}
 {{- fail "config.server.graceful_shutdown_timeout is set by the chart: set terminationGracePeriodSeconds (and shutdownMarginSeconds) instead" }}
@@ -132,4 +150,66 @@ In-cluster DNS names used by NOTES.txt and the test pod.
 */}}
 {{- define "pico.serviceHost" -}}
 {{- printf "%s.%s.svc" (include "pico.fullname" .) .Release.Namespace }}
+{{- end }}
+
+{{/*
+"true" when the admin port serves TLS: admin.tls.enabled, or admin.tls.cert set under config.
+The probes, the ServiceMonitor and the test pod then use HTTPS.
+*/}}
+{{- define "pico.adminTLS" -}}
+{{- $admin := get (default dict .Values.config) "admin" }}
+{{- $tls := dict }}
+{{- if kindIs "map" $admin }}
+{{- $tls = get $admin "tls" }}
+{{- end }}
+{{- if .Values.admin.tls.enabled }}true
+{{- else if and (kindIs "map" $tls) (get $tls "cert") }}true
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when config.admin.auth sets a verification key: the admin API then requires a token
+everywhere except /health and /ready.
+*/}}
+{{- define "pico.adminAuth" -}}
+{{- $admin := get (default dict .Values.config) "admin" }}
+{{- $auth := dict }}
+{{- if kindIs "map" $admin }}
+{{- $auth = get $admin "auth" }}
+{{- end }}
+{{- if kindIs "map" $auth }}
+{{- range $key := list "token_hmac_secret_key" "token_rsa_public_key" "token_ecdsa_public_key" "jwks_url" }}
+{{- if get $auth $key }}true{{ break }}{{ end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the admin clients (ServiceMonitor, test pod) verify the admin certificate against the
+CA in tls.existingSecret: "true" or empty.
+*/}}
+{{- define "pico.adminCA" -}}
+{{- if and (eq (include "pico.adminTLS" .) "true") .Values.tls.existingSecret .Values.admin.tls.caKey (not .Values.admin.tls.insecureSkipVerify) }}true{{ end }}
+{{- end }}
+
+{{/*
+".<clusterDomain>" when clusterDomain is set, else empty: the suffix of in-cluster DNS names.
+*/}}
+{{- define "pico.domainSuffix" -}}
+{{- with .Values.clusterDomain }}.{{ . }}{{ end }}
+{{- end }}
+
+{{/*
+A probe of the server container. With admin TLS, an httpGet on the admin port that names no
+scheme gets `scheme: HTTPS`. Called with (dict "probe" <probe values> "root" $).
+*/}}
+{{- define "pico.probe" -}}
+{{- $probe := deepCopy .probe }}
+{{- $get := get $probe "httpGet" }}
+{{- if and (eq (include "pico.adminTLS" .root) "true") (kindIs "map" $get) }}
+{{- if and (not (hasKey $get "scheme")) (has (toString (get $get "port")) (list "admin" (toString .root.Values.ports.admin))) }}
+{{- $_ := set $get "scheme" "HTTPS" }}
+{{- end }}
+{{- end }}
+{{- toYaml $probe }}
 {{- end }}
