@@ -167,6 +167,12 @@ func TestRunFailsClearlyWithoutAdminCredentials(t *testing.T) {
 
 	_, err := n.run(t, config.Credentials{TokenFile: n.dir + "/missing-token", TLS: config.ClientTLS{CA: n.caFile}}, "")
 	require.ErrorContains(t, err, "admin.token_file (--admin.token-file)")
+
+	plain := startServer(t)
+	_, err = n.run(t, config.Credentials{TLS: config.ClientTLS{CA: n.caFile}}, "https://"+plain.Addrs().Admin)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the admin port does not serve TLS: use http:// admin URLs")
+	assert.NotContains(t, err.Error(), "did not agree")
 }
 
 func TestValidateAdminCredentials(t *testing.T) {

@@ -231,7 +231,8 @@ func (r *refusal) Unwrap() []error        { return []error{r.err, errRefused} }
 func refused(err error, fix string) error { return &refusal{err: err, fix: fix} }
 
 // tlsFix names the setting that fixes a failed TLS handshake with the admin port, or "" when
-// err is not a refused certificate. clientCert tells whether a client certificate was sent.
+// err is not a refused certificate or a TLS mismatch. clientCert tells whether a client
+// certificate was sent.
 func tlsFix(err error, clientCert bool) string {
 	var (
 		unknown  x509.UnknownAuthorityError
@@ -250,6 +251,8 @@ func tlsFix(err error, clientCert bool) string {
 		return "the admin port refused the client certificate of --admin.tls.cert: it must be signed by a CA of the server's admin.tls.client_cas"
 	case strings.HasSuffix(alert, "certificate required"), strings.HasSuffix(alert, "bad certificate"):
 		return "the admin port requires a client certificate (admin.tls.client_cas): pass --admin.tls.cert and --admin.tls.key"
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return "the admin port does not serve TLS: use http:// admin URLs"
 	case errors.As(err, &unknown):
 		return "trust the CA that signed the admin certificate with --admin.tls.ca"
 	case errors.As(err, &hostname):
