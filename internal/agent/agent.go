@@ -4,9 +4,10 @@
 // For every endpoint the agent dials a WebSocket to
 // <connect.url>/pico/v1/upstream/<endpoint>, runs a yamux client session
 // over it and serves every stream the server opens: HTTP endpoints
-// through a reverse proxy to the local service (a pooled transport;
-// streaming bodies and WebSocket upgrades pass through, X-Forwarded-*
-// headers are kept), TCP endpoints by piping each stream to a new TCP
+// by sending each request to the local service over a pooled keep-alive
+// connection (streaming bodies, trailers and WebSocket upgrades pass
+// through; Host and X-Forwarded-* stay as the server set them), TCP
+// endpoints by piping each stream to a new TCP
 // connection to the local service.
 //
 // The agent reconnects whenever a connection ends for a reason other than
@@ -61,7 +62,6 @@ type Agent struct {
 	cfg       Config
 	logger    *slog.Logger
 	endpoints []*endpoint
-	transport *http.Transport
 	// server is the client dialling the server (connect.tls.*).
 	server *http.Client
 	// random returns a number in [0, 1) for backoff jitter.
@@ -101,7 +101,6 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		server:       server,
 		cfg:          cfg,
 		logger:       logger,
-		transport:    newTransport(),
 		random:       rand.Float64,
 		healthyAfter: healthyAfter,
 		unregistered: len(cfg.Endpoints),
@@ -141,7 +140,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
-	a.transport.CloseIdleConnections()
 	a.server.CloseIdleConnections()
 	a.err = errors.Join(errs...)
 	close(a.done)

@@ -84,7 +84,7 @@ func newEndpoint(a *Agent, cfg Endpoint) (*endpoint, error) {
 	}
 	switch cfg.Protocol {
 	case config.ProtocolHTTP:
-		e.server = newHTTPServer(target, a.transport, e.logger)
+		e.server = newHTTPServer(target, e.logger)
 	case config.ProtocolTCP:
 		e.server = newTCPServer(target.Host, &e.wg, e.logger)
 	}
