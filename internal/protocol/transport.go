@@ -66,9 +66,14 @@ func (e *DialError) Unwrap() error { return e.Err }
 
 // YamuxConfig returns yamux's default configuration (the stock wire
 // behaviour Piko's clients expect, including the 30 s keepalive) with its
-// logs sent to logger at debug level.
+// logs sent to logger at debug level, and without the stream-open
+// timeout: it costs the opening side a goroutine and a timer for every
+// stream (every proxied request), and what it guards against, a peer
+// that stopped answering, is caught by the keepalive for the session and
+// by the gateway timeout for each request. Nothing on the wire changes.
 func YamuxConfig(logger *slog.Logger) *yamux.Config {
 	cfg := yamux.DefaultConfig()
+	cfg.StreamOpenTimeout = 0
 	cfg.LogOutput = nil
 	cfg.Logger = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
 	return cfg
