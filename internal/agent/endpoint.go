@@ -186,7 +186,7 @@ func (e *endpoint) connect(ctx context.Context) (sess *yamux.Session, goingAway 
 	if token != "" {
 		header.Set("Authorization", "Bearer "+token)
 	}
-	conn, err := protocol.DialWebSocket(dialCtx, e.url, header, e.agent.server)
+	conn, err := protocol.DialSession(dialCtx, e.url, header, e.agent.server)
 	if err != nil {
 		var refused *protocol.DialError
 		if errors.As(err, &refused) {
@@ -198,7 +198,7 @@ func (e *endpoint) connect(ctx context.Context) (sess *yamux.Session, goingAway 
 		}
 		return nil, nil, err
 	}
-	watcher := newGoAwayWatcher(protocol.CoalesceWrites(conn))
+	watcher := newGoAwayWatcher(conn)
 	sess, err = yamux.Client(watcher, protocol.YamuxConfig(e.logger))
 	if err != nil {
 		conn.Close()

@@ -265,8 +265,10 @@ type localExchange struct {
 	local net.Conn
 	lbr   *bufio.Reader
 	body  *bodyCopy
-	// pending: the body was still being sent when the response ended.
-	pending bool
+	// pending: the body was still being sent when the response ended;
+	// reusable is then what release was told.
+	pending  bool
+	reusable bool
 }
 
 // release is called as soon as the response was read from the local
@@ -277,16 +279,14 @@ func (x *localExchange) release(reusable bool) {
 	reusable = reusable && x.lbr.Buffered() == 0
 	httpwire.PutReader(x.lbr)
 	x.lbr = nil
-	select {
-	case <-x.body.ended():
-	default:
-		// The service answered before it read the whole body: finish
+	if !x.body.finishing() {
+		// The service answered before it got the whole body: finish
 		// decides once the response is out.
-		x.pending = true
+		x.pending, x.reusable = true, reusable
 		return
 	}
 	x.t.conns.remove(x.local)
-	if x.body.wait() == nil && reusable {
+	if x.body.waitAtMost(bodyLinger, func() { _ = x.local.Close() }) == nil && reusable {
 		x.h.pool.Put(x.h.addr, x.local)
 	} else {
 		_ = x.local.Close()
@@ -300,15 +300,20 @@ func (x *localExchange) finish() bool {
 	if !x.pending {
 		return x.body.wait() == nil
 	}
-	// Give the rest of the body a moment, then cut it: it is not wanted,
-	// and the stream cannot carry more.
-	_ = x.body.waitAtMost(bodyLinger, func() {
+	// Usually the copy is just finishing; a service that answered
+	// without reading the whole body gets a moment more, then the rest
+	// is cut: it is not wanted, and the stream cannot carry more.
+	err := x.body.waitAtMost(bodyLinger, func() {
 		_ = x.t.stream.SetReadDeadline(longAgo)
 		_ = x.local.Close()
 	})
 	x.t.conns.remove(x.local)
-	_ = x.local.Close() // its response ended before its request did
-	return false
+	if err == nil && x.reusable {
+		x.h.pool.Put(x.h.addr, x.local)
+	} else {
+		_ = x.local.Close()
+	}
+	return err == nil
 }
 
 // getLocal returns a connection to the local service, tracked as in use
@@ -366,31 +371,42 @@ func (s *sessionConns) closeAll() {
 type bodyCopy struct {
 	done chan struct{}
 	err  error // set before done is closed
+	// readAll is set once the whole body was read from the stream: only
+	// its last write is left.
+	readAll atomic.Bool
 }
 
 func startBodyCopy(dst io.Writer, req *http.Request, chunked bool) *bodyCopy {
 	b := &bodyCopy{done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
-		b.err = httpwire.WriteBody(dst, req.Body, chunked, req.Trailer)
+		b.err = httpwire.WriteBody(dst, &eofNotingReader{r: req.Body, eof: &b.readAll}, chunked, req.Trailer)
 	}()
 	return b
 }
 
-// closedChan is an already closed channel.
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-// ended is closed when the copy ended; a nil bodyCopy (no body, or one
-// written with the head) has.
-func (b *bodyCopy) ended() <-chan struct{} {
-	if b == nil {
-		return closedChan
-	}
-	return b.done
+// finishing reports whether the copy ended or only its last write is
+// left.
+func (b *bodyCopy) finishing() bool {
+	return b == nil || b.readAll.Load()
 }
 
-// wait returns the copy's outcome once it ended. A nil bodyCopy ended
-// well.
+// eofNotingReader sets eof when r is exhausted.
+type eofNotingReader struct {
+	r   io.Reader
+	eof *atomic.Bool
+}
+
+func (e *eofNotingReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.eof.Store(true)
+	}
+	return n, err
+}
+
+// wait returns the copy's outcome once it ended. A nil bodyCopy (no
+// body, or one written with the head) ended well.
 func (b *bodyCopy) wait() error {
 	if b == nil {
 		return nil

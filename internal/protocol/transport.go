@@ -20,6 +20,47 @@ const maxMessageSize = 4 << 20
 // every binary message read is appended to the stream, every Write is sent
 // as one binary message. The returned conn lives until it is closed.
 func AcceptWebSocket(w http.ResponseWriter, r *http.Request) (net.Conn, error) {
+	c, err := acceptWebSocket(w, r)
+	if err != nil {
+		return nil, err
+	}
+	return websocket.NetConn(context.Background(), c, websocket.MessageBinary), nil
+}
+
+// DialWebSocket dials a WebSocket URL (ws, wss, http or https) and returns
+// the connection as a byte stream (see AcceptWebSocket). On an HTTP error
+// answer the returned error includes the status and body.
+func DialWebSocket(ctx context.Context, url string, header http.Header, client *http.Client) (net.Conn, error) {
+	c, err := dialWebSocket(ctx, url, header, client)
+	if err != nil {
+		return nil, err
+	}
+	return websocket.NetConn(context.Background(), c, websocket.MessageBinary), nil
+}
+
+// AcceptSession upgrades r to the WebSocket of an upstream connection and
+// returns the byte stream to run a yamux session over: a SessionConn
+// with its writes coalesced (see CoalesceWrites).
+func AcceptSession(w http.ResponseWriter, r *http.Request) (net.Conn, error) {
+	c, err := acceptWebSocket(w, r)
+	if err != nil {
+		return nil, err
+	}
+	return CoalesceWrites(newSessionConn(c)), nil
+}
+
+// DialSession dials the WebSocket of an upstream connection and returns
+// the byte stream to run a yamux session over (see AcceptSession). On an
+// HTTP error answer the returned error is a *DialError.
+func DialSession(ctx context.Context, url string, header http.Header, client *http.Client) (net.Conn, error) {
+	c, err := dialWebSocket(ctx, url, header, client)
+	if err != nil {
+		return nil, err
+	}
+	return CoalesceWrites(newSessionConn(c)), nil
+}
+
+func acceptWebSocket(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		CompressionMode:    websocket.CompressionDisabled,
 		InsecureSkipVerify: true, // agents are not browsers; no Origin check
@@ -28,13 +69,10 @@ func AcceptWebSocket(w http.ResponseWriter, r *http.Request) (net.Conn, error) {
 		return nil, fmt.Errorf("websocket upgrade: %w", err)
 	}
 	c.SetReadLimit(maxMessageSize)
-	return websocket.NetConn(context.Background(), c, websocket.MessageBinary), nil
+	return c, nil
 }
 
-// DialWebSocket dials a WebSocket URL (ws, wss, http or https) and returns
-// the connection as a byte stream (see AcceptWebSocket). On an HTTP error
-// answer the returned error includes the status and body.
-func DialWebSocket(ctx context.Context, url string, header http.Header, client *http.Client) (net.Conn, error) {
+func dialWebSocket(ctx context.Context, url string, header http.Header, client *http.Client) (*websocket.Conn, error) {
 	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		HTTPHeader:      header,
 		HTTPClient:      client,
@@ -48,7 +86,7 @@ func DialWebSocket(ctx context.Context, url string, header http.Header, client *
 		return nil, fmt.Errorf("websocket dial %s: %w", url, err)
 	}
 	c.SetReadLimit(maxMessageSize)
-	return websocket.NetConn(context.Background(), c, websocket.MessageBinary), nil
+	return c, nil
 }
 
 // DialError is a WebSocket handshake the server refused with an HTTP status.

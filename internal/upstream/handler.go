@@ -94,14 +94,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	conn, err := protocol.AcceptWebSocket(w, r)
+	conn, err := protocol.AcceptSession(w, r)
 	if err != nil {
 		res.Cancel()
 		h.registry.metrics.registrations.WithLabelValues("failed").Inc()
 		h.logger.Debug("upstream handshake failed", "endpoint", endpoint, "remote_addr", r.RemoteAddr, "error", err)
 		return
 	}
-	session, err := res.Activate(protocol.CoalesceWrites(conn), r.RemoteAddr, h.yamux)
+	session, err := res.Activate(conn, r.RemoteAddr, h.yamux)
 	if err != nil {
 		h.registry.metrics.registrations.WithLabelValues("failed").Inc()
 		h.logger.Error("registering upstream", "endpoint", endpoint, "error", err)

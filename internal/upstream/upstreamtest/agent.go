@@ -74,11 +74,11 @@ func ServeTCP(ctx context.Context, url string, serve func(net.Conn)) (*Agent, er
 }
 
 func dial(ctx context.Context, url string) (*Agent, error) {
-	conn, err := protocol.DialWebSocket(ctx, url, nil, nil)
+	conn, err := protocol.DialSession(ctx, url, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	session, err := yamux.Client(protocol.CoalesceWrites(conn), protocol.YamuxConfig(slog.New(slog.DiscardHandler)))
+	session, err := yamux.Client(conn, protocol.YamuxConfig(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
