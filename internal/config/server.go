@@ -120,6 +120,11 @@ type Proxy struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxHeaderBytes caps the size of a request's headers.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// UpstreamWait bounds how long a request for an endpoint with no
+	// upstream anywhere in the cluster waits for one to appear (an agent
+	// reconnecting after its node drained, say) before it gets 502. Zero
+	// answers at once.
+	UpstreamWait time.Duration `yaml:"upstream_wait"`
 	// Auth, when a key is set, requires proxy clients to present a token
 	// (requests forwarded by another node are not re-authenticated).
 	Auth Auth `yaml:"auth"`
@@ -136,6 +141,7 @@ func DefaultProxy() Proxy {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    1 << 20,
+		UpstreamWait:      3 * time.Second,
 		Auth:              DefaultAuth(),
 	}
 }
@@ -147,6 +153,7 @@ func (p *Proxy) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&p.ReadHeaderTimeout, "proxy.read-header-timeout", p.ReadHeaderTimeout, "how long a client may take to send request headers")
 	fs.DurationVar(&p.IdleTimeout, "proxy.idle-timeout", p.IdleTimeout, "how long an idle keep-alive client connection stays open")
 	fs.IntVar(&p.MaxHeaderBytes, "proxy.max-header-bytes", p.MaxHeaderBytes, "maximum size of a request's headers in bytes")
+	fs.DurationVar(&p.UpstreamWait, "proxy.upstream-wait", p.UpstreamWait, "how long a request for an endpoint with no upstream waits for one to connect before 502 (0: at once)")
 	p.Auth.RegisterFlags(fs, "proxy.auth")
 	p.TLS.RegisterFlags(fs, "proxy.tls")
 }
@@ -159,6 +166,7 @@ func (p *Proxy) Validate() error {
 		positiveDuration("proxy.read_header_timeout", p.ReadHeaderTimeout),
 		positiveDuration("proxy.idle_timeout", p.IdleTimeout),
 		positiveInt("proxy.max_header_bytes", p.MaxHeaderBytes),
+		nonNegativeDuration("proxy.upstream_wait", p.UpstreamWait),
 		p.Auth.Validate("proxy.auth"),
 		p.TLS.Validate("proxy.tls"),
 	)
@@ -334,6 +342,13 @@ func (l *Lifecycle) Validate() error {
 func positiveDuration(key string, d time.Duration) error {
 	if d <= 0 {
 		return fmt.Errorf("%s (%s) is %s; use a positive duration such as \"15s\"", key, FlagName(key), d)
+	}
+	return nil
+}
+
+func nonNegativeDuration(key string, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("%s (%s) is %s; use 0 or a positive duration such as \"3s\"", key, FlagName(key), d)
 	}
 	return nil
 }

@@ -52,8 +52,9 @@ cluster:
 log:
   level: debug
 `)
-	cfg, err := loadServer(t, "--config.path", path, "--proxy.gateway-timeout", "7s", "--cluster.join", "c")
+	cfg, err := loadServer(t, "--config.path", path, "--proxy.gateway-timeout", "7s", "--cluster.join", "c", "--proxy.upstream-wait", "0")
 	require.NoError(t, err)
+	require.Zero(t, cfg.Proxy.UpstreamWait, "0 answers at once")
 	require.Equal(t, ":9000", cfg.Proxy.BindAddr, "file overrides default")
 	require.Equal(t, 7*time.Second, cfg.Proxy.GatewayTimeout, "flag overrides file")
 	require.Equal(t, []string{"c"}, cfg.Cluster.Join, "flag replaces the file's list")
@@ -98,6 +99,7 @@ func TestValidationReportsEveryProblem(t *testing.T) {
 proxy:
   bind_addr: "8000"
   gateway_timeout: -1s
+  upstream_wait: -2s
 log:
   level: loud
 cluster:
@@ -106,7 +108,7 @@ cluster:
 `)
 	_, err := loadServer(t, "--config.path", path)
 	require.Error(t, err)
-	for _, want := range []string{"proxy.bind_addr", "proxy.gateway_timeout", "log.level", "cluster.node_id and cluster.node_id_prefix"} {
+	for _, want := range []string{"proxy.bind_addr", "proxy.gateway_timeout", "proxy.upstream_wait (--proxy.upstream-wait) is -2s; use 0 or", "log.level", "cluster.node_id and cluster.node_id_prefix"} {
 		require.ErrorContains(t, err, want)
 	}
 }

@@ -53,9 +53,6 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// DefaultUpstreamWait is the UpstreamWait used by the server.
-const DefaultUpstreamWait = 3 * time.Second
-
 // maxAttempts bounds the upstreams and nodes one request is tried on.
 const maxAttempts = 3
 

@@ -270,7 +270,7 @@ func TestRegistrationRejectsInvalidEndpoint(t *testing.T) {
 }
 
 func TestUpstreamWaitCoversReconnectingAgent(t *testing.T) {
-	s := startServer(t, serverSetup{opts: []Option{WithUpstreamWait(10 * time.Second)}})
+	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Proxy.UpstreamWait = 10 * time.Second }})
 	respc := make(chan *http.Response, 1)
 	go func() {
 		req, _ := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)

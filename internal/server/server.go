@@ -18,6 +18,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,7 +44,7 @@ type Option func(*options)
 
 type options struct {
 	membership    MembershipFactory
-	upstreamWait  time.Duration
+	upstreamWait  *time.Duration // nil: proxy.upstream_wait
 	shutdownGrace *time.Duration // nil: server.drain_delay
 	streamReuse   *bool          // nil: upstream.reuse_streams
 	metrics       *prometheus.Registry
@@ -54,11 +55,10 @@ func WithMembership(f MembershipFactory) Option {
 	return func(o *options) { o.membership = f }
 }
 
-// WithUpstreamWait sets how long a request for an endpoint without any
-// upstream waits for one to appear before 502 (default
-// proxy.DefaultUpstreamWait).
+// WithUpstreamWait overrides proxy.upstream_wait: how long a request for
+// an endpoint without any upstream waits for one to appear before 502.
 func WithUpstreamWait(d time.Duration) Option {
-	return func(o *options) { o.upstreamWait = d }
+	return func(o *options) { o.upstreamWait = &d }
 }
 
 // WithShutdownGrace overrides server.drain_delay: how long the proxy port
@@ -128,8 +128,7 @@ func New(cfg *config.Server, logger *slog.Logger, opts ...Option) (*Server, erro
 		return nil, err
 	}
 	o := options{
-		membership:   NewStandalone,
-		upstreamWait: proxy.DefaultUpstreamWait,
+		membership: NewStandalone,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -223,7 +222,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Router:              s.membership,
 		LocalID:             s.id,
 		GatewayTimeout:      s.cfg.Proxy.GatewayTimeout,
-		UpstreamWait:        s.opts.upstreamWait,
+		UpstreamWait:        *cmp.Or(s.opts.upstreamWait, &s.cfg.Proxy.UpstreamWait),
 		Auth:                s.security.proxyAuth,
 		DialNode:            s.security.dialNode(),
 		OneRequestPerStream: !s.reuseStreams(),
