@@ -150,8 +150,11 @@ func (r *report) headlineTable() *table {
 		header: []string{"path", "req/s", "vs direct", "p50", "p99", "p99.9", "errors"},
 	}
 	direct := h.Results[pathDirect]
-	for _, p := range paths {
-		x := h.Results[p]
+	for _, p := range headlinePaths {
+		x, ok := h.Results[p]
+		if !ok {
+			continue
+		}
 		t.add(p, rps(x.RPS), pct(x.RPS, direct.RPS), dur(usDur(x.P50)), dur(usDur(x.P99)), dur(usDur(x.P999)), fmt.Sprint(x.Errors+x.Non2xx))
 	}
 	return t
@@ -166,9 +169,13 @@ func (r *report) headlineRatios() string {
 		}
 		return a / b
 	}
-	return fmt.Sprintf("Single-node throughput is %s of direct (target ≥ 25%%), p50 through Pico is %.1f× direct (target ≤ 3×); "+
+	line := fmt.Sprintf("Single-node throughput is %s of direct (target ≥ 25%%), p50 through Pico is %.1f× direct (target ≤ 3×); "+
 		"cross-node throughput is %s of single-node (target ≥ 70%%).",
 		pct(s.RPS, d.RPS), ratio(s.P50, d.P50), pct(c.RPS, s.RPS))
+	if u, ok := h.Results[pathReuse]; ok && u.RPS > 0 {
+		line += fmt.Sprintf(" With upstream.reuse_streams: %s of direct, p50 %.1f× direct.", pct(u.RPS, d.RPS), ratio(u.P50, d.P50))
+	}
+	return line
 }
 
 // cpuTable: CPU time per request of every process on each path at the
@@ -179,7 +186,7 @@ func (r *report) cpuTable() *table {
 		title:  fmt.Sprintf("1b. CPU time per request (µs) at %d connections, by process", h.Connections),
 		header: append(append([]string{"path"}, cpuComponents...), "total", fmt.Sprintf("req/s if %d CPUs did only this", r.Machine.CPUs)),
 	}
-	for _, p := range paths {
+	for _, p := range headlinePaths {
 		x := h.Results[p]
 		if x.Requests == 0 {
 			continue

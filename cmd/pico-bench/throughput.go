@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -10,9 +11,18 @@ const (
 	pathDirect = "direct"
 	pathSingle = "pico single-node"
 	pathCross  = "pico cross-node"
+	// pathReuse is single-node with upstream.reuse_streams on (HTTP
+	// keep-alive over streams instead of a stream per request), measured
+	// at the headline concurrency only.
+	pathReuse = "pico single-node, reuse_streams"
 )
 
-var paths = []string{pathDirect, pathSingle, pathCross}
+// paths are measured at every concurrency; headlinePaths at the
+// headline's.
+var (
+	paths         = []string{pathDirect, pathSingle, pathCross}
+	headlinePaths = append(slices.Clip(paths), pathReuse)
+)
 
 // throughputResult is the headline comparison at one concurrency.
 type throughputResult struct {
@@ -58,9 +68,41 @@ func (e *env) stopBenchAgent() {
 	}
 }
 
-// measureLevel runs wrk on every path at one concurrency, the direct
-// baseline first.
-func (e *env) measureLevel(connections int, d time.Duration) (throughputResult, error) {
+// reuseSetup is a standalone node with upstream.reuse_streams and its
+// own agent, on the memory section's address (stopped before that
+// section starts).
+type reuseSetup struct {
+	node  *node
+	agent *proc
+}
+
+func (e *env) startReuse() (*reuseSetup, error) {
+	n, err := startNode(e.o, e.tmp, e.o.addrs.memory, nil, "--upstream.reuse-streams")
+	if err != nil {
+		return nil, err
+	}
+	a, err := startProc(e.o.pico, e.tmp, "agent-reuse", "agent", "http", "bench", e.upstream,
+		"--connect.url", n.upstreamURL(), "--log.level", "warn")
+	if err != nil {
+		n.stop()
+		return nil, err
+	}
+	r := &reuseSetup{node: n, agent: a}
+	if _, err := waitStatus(n.proxyURL(), "bench", 20*time.Second); err != nil {
+		r.stop()
+		return nil, fmt.Errorf("the reuse_streams node never routed to its agent: %w (logs in %s)", err, e.tmp)
+	}
+	return r, nil
+}
+
+func (r *reuseSetup) stop() {
+	r.agent.stop()
+	r.node.stop()
+}
+
+// measureLevel runs wrk on each of the paths at one concurrency, the
+// direct baseline first. reuse is needed for pathReuse.
+func (e *env) measureLevel(connections int, d time.Duration, paths []string, reuse *reuseSetup) (throughputResult, error) {
 	if err := e.startBenchAgent(); err != nil {
 		return throughputResult{}, err
 	}
@@ -70,6 +112,9 @@ func (e *env) measureLevel(connections int, d time.Duration) (throughputResult, 
 		pathSingle: nodes[0].proxyURL() + "/",
 		pathCross:  nodes[1].proxyURL() + "/",
 	}
+	if reuse != nil {
+		urls[pathReuse] = reuse.node.proxyURL() + "/"
+	}
 	res := throughputResult{Connections: connections, Duration: d, Results: map[string]wrkResult{}}
 	for _, p := range paths {
 		endpoint := "bench"
@@ -77,12 +122,12 @@ func (e *env) measureLevel(connections int, d time.Duration) (throughputResult, 
 			endpoint = ""
 		}
 		e.logf("  wrk %-16s -c %-4d %s", p, connections, d)
-		before := e.cpuSample()
+		before := e.cpuSample(p, reuse)
 		r, err := e.wrk.run(urls[p], endpoint, connections, d)
 		if err != nil {
 			return res, fmt.Errorf("%s at %d connections: %w", p, connections, err)
 		}
-		for k, v := range e.cpuSample() {
+		for k, v := range e.cpuSample(p, reuse) {
 			r.CPU[k] = v - before[k]
 		}
 		res.Results[p] = r
@@ -91,7 +136,12 @@ func (e *env) measureLevel(connections int, d time.Duration) (throughputResult, 
 }
 
 func (e *env) runHeadline() error {
-	r, err := e.measureLevel(e.o.connections, e.o.duration)
+	reuse, err := e.startReuse()
+	if err != nil {
+		return err
+	}
+	defer reuse.stop()
+	r, err := e.measureLevel(e.o.connections, e.o.duration, headlinePaths, reuse)
 	if err != nil {
 		return err
 	}
@@ -102,7 +152,7 @@ func (e *env) runHeadline() error {
 func (e *env) runSweep() error {
 	s := &sweepResult{Duration: e.o.sweepDuration}
 	for _, c := range e.o.sweep {
-		r, err := e.measureLevel(c, e.o.sweepDuration)
+		r, err := e.measureLevel(c, e.o.sweepDuration, paths, nil)
 		if err != nil {
 			return err
 		}
@@ -117,9 +167,13 @@ var cpuComponents = []string{"wrk", "upstream", "node 1", "node 2", "agent"}
 
 // cpuSample reads the CPU time used so far by the upstream (this
 // process), nodes 1 and 2 and the bench agent.
-func (e *env) cpuSample() map[string]time.Duration {
+// On pathReuse the reuse node counts as node 1 and its agent as the agent.
+func (e *env) cpuSample(path string, reuse *reuseSetup) map[string]time.Duration {
 	s := map[string]time.Duration{"upstream": selfCPU()}
 	pids := map[string]int{"node 1": e.nodes[0].pid(), "node 2": e.nodes[1].pid(), "agent": e.benchAgent.pid()}
+	if path == pathReuse {
+		pids = map[string]int{"node 1": reuse.node.pid(), "agent": reuse.agent.pid()}
+	}
 	for name, pid := range pids {
 		if v, err := procCPU(pid); err == nil {
 			s[name] = v
