@@ -483,3 +483,28 @@ func TestOneRequestPerStreamByDefault(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return a.Session.NumStreams() == 0 }, 5*time.Second, 5*time.Millisecond)
 }
+
+func TestTrailersPassBothWays(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	gotTrailer := make(chan string, 1)
+	s.agent("trailers", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		gotTrailer <- string(body) + " " + r.Trailer.Get("X-Checksum")
+		w.Header().Set("Trailer", "X-Served-Checksum")
+		io.WriteString(w, "done")
+		w.Header().Set("X-Served-Checksum", "abc")
+	}))
+	req, err := http.NewRequest(http.MethodPost, s.proxyURL("/upload"), io.NopCloser(strings.NewReader("payload")))
+	require.NoError(t, err)
+	req.Header.Set("X-Pico-Endpoint", "trailers")
+	req.ContentLength = -1 // chunked, so that it can carry a trailer
+	req.Trailer = http.Header{"X-Checksum": {"42"}}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, "done", string(body))
+	require.Equal(t, "abc", resp.Trailer.Get("X-Served-Checksum"), "the response trailer reaches the client")
+	require.Equal(t, "payload 42", <-gotTrailer, "the request trailer reaches the upstream")
+}
