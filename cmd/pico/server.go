@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/pico-proxy/pico/internal/coalesce"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/logging"
 	"github.com/pico-proxy/pico/internal/server"
@@ -60,12 +61,20 @@ func serverCommand(ctx context.Context, args []string, stderr io.Writer, started
 		fmt.Fprintf(stderr, "pico server: log.level: %v\n", err)
 		return 1
 	}
-	logger := logging.New(stderr, level, cfg.Log.Subsystems)
+	// Log lines (one per proxied request at info) go out in batches,
+	// written by one goroutine, instead of one system call each.
+	logOut := coalesce.NewWriter(stderr)
+	defer logOut.Close()
+	logger := logging.New(logOut, level, cfg.Log.Subsystems)
+	fail := func(err error) int {
+		_ = logOut.Close() // what was logged comes first
+		fmt.Fprintf(stderr, "pico server: %s\n", serverErrLine(err))
+		return 1
+	}
 
 	srv, err := server.New(cfg, logger, server.WithMembership(server.ClusterMembership(cfg, logger)))
 	if err != nil {
-		fmt.Fprintf(stderr, "pico server: %s\n", serverErrLine(err))
-		return 1
+		return fail(err)
 	}
 	if err := srv.Start(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -73,8 +82,7 @@ func serverCommand(ctx context.Context, args []string, stderr io.Writer, started
 			_ = srv.Shutdown(context.Background())
 			return 0
 		}
-		fmt.Fprintf(stderr, "pico server: %s\n", serverErrLine(err))
-		return 1
+		return fail(err)
 	}
 	started(srv.Addrs())
 	<-ctx.Done()
