@@ -20,14 +20,18 @@ const selftestUsage = `Usage: pico selftest --expect-members N --admin-url URL..
 
 Checks a running cluster from the outside (the Helm chart's "helm test" pod runs it):
 every --admin-url (one per member) must report exactly N active members, the same
-ones everywhere; then a test upstream on 127.0.0.1 registers a random endpoint
-through --upstream-url and requests sent to --proxy-url with x-pico-endpoint must
-reach it. Exits 0 when both pass, 1 with the reason when they do not within --timeout.
+ones everywhere; then a test upstream on 127.0.0.1 registers an endpoint (--endpoint,
+else a random one) through --upstream-url and requests sent to --proxy-url with
+x-pico-endpoint must reach it. Exits 0 when both pass, 1 with the reason when they do not within --timeout.
 
-For an admin port with admin.tls use https:// admin URLs (--admin.tls.ca for a
-private CA, --admin.tls.server-name when the certificate does not name the URL's
-host); with admin.auth pass a token (--admin.token-file). A refused certificate
-or token fails at once.
+Each port takes the credentials of the client commands under its own prefix:
+for a port with TLS use https:// URLs (--admin.tls.ca, --proxy.tls.ca,
+--upstream.tls.ca for a private CA; --*.tls.server-name when the certificate
+does not name the URL's host), and for a port requiring tokens pass one
+(--admin.token-file for admin.auth, --proxy.token-file for proxy.auth,
+--upstream.token-file for auth). A token whose pico.endpoints claim is required
+must list the test endpoint: fix its name with --endpoint. A refused
+certificate or token fails at once.
 
 Flags:
 `
@@ -42,7 +46,10 @@ func runSelftest(args []string, stdout, stderr io.Writer) int {
 	cfg.Admin.RegisterFlags(fs, "admin")
 	fs.IntVar(&cfg.ExpectMembers, "expect-members", 0, "number of active members every member must report (required)")
 	fs.StringVar(&cfg.ProxyURL, "proxy-url", "", "proxy port URL, e.g. http://pico.default.svc:8000 (required)")
+	cfg.Proxy.RegisterFlags(fs, "proxy")
 	fs.StringVar(&cfg.UpstreamURL, "upstream-url", "", "upstream port URL, e.g. http://pico.default.svc:8001 (required)")
+	cfg.Upstream.RegisterFlags(fs, "upstream")
+	fs.StringVar(&cfg.Endpoint, "endpoint", "", "endpoint ID the test upstream registers (default: a random selftest-<hex>); tokens must list it in pico.endpoints when that claim is required")
 	fs.IntVar(&cfg.Requests, "requests", 10, "consecutive requests through the proxy that must succeed")
 	timeout := fs.Duration("timeout", 2*time.Minute, "bound on the whole check")
 	logLevel := fs.String("log.level", "warn", "level of the test agent's logs (debug, info, warn, error)")

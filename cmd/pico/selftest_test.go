@@ -31,6 +31,9 @@ func TestSelftestUsageErrors(t *testing.T) {
 		{"bad member count", append([]string{"--expect-members", "0"}, full[2:]...), 1, "--expect-members is 0"},
 		{"TLS flags with an http admin URL", append(full, "--admin.tls.ca", "/ca.crt"), 1, `--admin.tls.* options are set but admin_url (--admin-url) "http://a:8002" is not https://`},
 		{"token and token file", append(full, "--admin.token", "t", "--admin.token-file", "/t"), 1, "admin.token (--admin.token) and admin.token_file (--admin.token-file) are both set"},
+		{"proxy TLS flags with an http proxy URL", append(full, "--proxy.tls.ca", "/ca.crt"), 1, `--proxy.tls.* options are set but proxy_url (--proxy-url) "http://p:8000" is not https://`},
+		{"upstream TLS flags with an http upstream URL", append(full, "--upstream.tls.insecure-skip-verify"), 1, `--upstream.tls.* options are set but upstream_url (--upstream-url) "http://u:8001" is not https://`},
+		{"bad endpoint", append(full, "--endpoint", "a.b"), 1, `--endpoint: endpoint ID "a.b" is invalid`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -89,4 +92,62 @@ func TestSelftestOverAdminTLSWithToken(t *testing.T) {
 	code, _, stderr = selftest("--admin.tls.ca", caFile, "--admin.token-file", filepath.Join(dir, "missing"))
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "admin.token_file (--admin.token-file)")
+}
+
+// TestSelftestOverProxyAndUpstreamTLSWithTokens runs `pico selftest` as the chart's test pod
+// does against a real `pico server` whose proxy and upstream ports serve TLS and require
+// tokens listing the test endpoint.
+func TestSelftestOverProxyAndUpstreamTLSWithTokens(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "pico CA")
+	cert := ca.Server(t, "pico").Write(t, dir, "tls")
+	caFile := tlstest.WriteFile(t, dir, "ca.crt", ca.PEM)
+	sign := func(secret, audience string) string {
+		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"aud": audience, "exp": time.Now().Add(time.Hour).Unix(),
+			"pico": map[string]any{"endpoints": []string{"helm-selftest"}},
+		}).SignedString([]byte(secret))
+		require.NoError(t, err)
+		return token
+	}
+	const proxySecret, upstreamSecret = "proxy-secret-0123456789abcdef0123456789ab", "upstream-secret-0123456789abcdef01234567"
+	proxyToken := tlstest.WriteFile(t, dir, "proxy-token", []byte(sign(proxySecret, "pico-proxy")))
+	upstreamToken := tlstest.WriteFile(t, dir, "upstream-token", []byte(sign(upstreamSecret, "pico-upstream")))
+
+	a := startSecuredServer(t,
+		"--proxy.tls.cert", cert.Cert, "--proxy.tls.key", cert.Key,
+		"--upstream.tls.cert", cert.Cert, "--upstream.tls.key", cert.Key,
+		"--proxy.auth.token-hmac-secret-key", tlstest.WriteFile(t, dir, "proxy-secret", []byte(proxySecret)),
+		"--proxy.auth.token-audience", "pico-proxy", "--proxy.auth.require-endpoints-claim",
+		"--auth.token-hmac-secret-key", tlstest.WriteFile(t, dir, "upstream-secret", []byte(upstreamSecret)),
+		"--auth.token-audience", "pico-upstream", "--auth.require-endpoints-claim")
+	selftest := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := runSelftest(append([]string{"--expect-members", "1", "--admin-url", "http://" + a.Admin,
+			"--proxy-url", "https://" + a.Proxy, "--upstream-url", "wss://" + a.Upstream,
+			"--requests", "2", "--timeout", "30s"}, args...), &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	creds := []string{"--proxy.tls.ca", caFile, "--proxy.token-file", proxyToken,
+		"--upstream.tls.ca", caFile, "--upstream.tls.server-name", "localhost", "--upstream.token-file", upstreamToken}
+
+	code, stdout, stderr := selftest(append(creds, "--endpoint", "helm-selftest")...)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "routing: agent registered endpoint helm-selftest through wss://"+a.Upstream)
+	assert.Contains(t, stdout, "pico selftest: PASS")
+
+	code, _, stderr = selftest(creds...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "pico selftest: FAIL: routing: registering endpoint selftest-")
+	assert.Contains(t, stderr, "its pico.endpoints claim must list that endpoint (choose the selftest's endpoint with --endpoint)")
+	assert.Equal(t, 1, strings.Count(strings.TrimSpace(stderr), "\n")+1, "one line: %q", stderr)
+
+	code, _, stderr = selftest("--endpoint", "helm-selftest", "--upstream.tls.ca", caFile, "--upstream.token-file", upstreamToken)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "certificate signed by unknown authority")
+	assert.Contains(t, stderr, "trust the CA that signed the proxy certificate with --proxy.tls.ca")
+
+	code, _, stderr = selftest(append(creds, "--endpoint", "helm-selftest", "--upstream.token-file", filepath.Join(dir, "missing"))...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "upstream.token_file (--upstream.token-file)")
 }
