@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/filereload"
 )
 
 // Memberlist timings. Pico runs on a LAN (usually a Kubernetes pod
@@ -63,7 +64,13 @@ const (
 // Config configures a cluster node.
 type Config struct {
 	Cluster config.Cluster
-	Gossip  config.Gossip
+	// Gossip holds the listener and gossip.secret_key: when set, all
+	// gossip is encrypted and authenticated with AES-GCM, so a node
+	// without the keys can neither join nor read the cluster, nor learn
+	// forwarding secrets. A key file is re-read every
+	// Timing.GossipKeyCheckInterval and its changes applied to the
+	// running keyring (see "Gossip keys" in the package documentation).
+	Gossip config.Gossip
 	// ProxyAddr, AdminAddr and UpstreamAddr are the node's advertised
 	// addresses (host:port), published to the other members. ProxyAddr is
 	// where they forward requests and is required.
@@ -74,10 +81,6 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the package's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
-	// GossipSecretKey, when set (16, 24 or 32 bytes), encrypts and
-	// authenticates all gossip with AES-GCM: a node without the key can
-	// neither join nor read the cluster, nor learn forwarding secrets.
-	GossipSecretKey []byte
 	// Resolver resolves cluster.join names and address names; nil means
 	// net.DefaultResolver.
 	Resolver *net.Resolver
@@ -98,6 +101,9 @@ type Timing struct {
 	// ReconnectTimeout is how long after its failure a member's address
 	// keeps being tried. Default 5 min.
 	ReconnectTimeout time.Duration
+	// GossipKeyCheckInterval is how often a gossip.secret_key file is
+	// checked for changes. Default 10 s (filereload.DefaultInterval).
+	GossipKeyCheckInterval time.Duration
 	// Memberlist, when set, may adjust memberlist's configuration last.
 	Memberlist func(*memberlist.Config)
 }
@@ -114,6 +120,7 @@ type Cluster struct {
 	timing   Timing
 	resolver *net.Resolver
 	metrics  *metrics
+	keys     *gossipKeys
 
 	ml         *memberlist.Memberlist
 	queue      *memberlist.TransmitLimitedQueue
@@ -204,10 +211,11 @@ func New(cfg Config) (*Cluster, error) {
 		}
 	}
 
-	switch len(cfg.GossipSecretKey) {
-	case 0, 16, 24, 32:
-	default:
-		return nil, fmt.Errorf("cluster: the gossip secret key is %d bytes; use 16, 24 or 32 bytes (AES-128, -192 or -256)", len(cfg.GossipSecretKey))
+	c.timing.GossipKeyCheckInterval = orDefault(c.timing.GossipKeyCheckInterval, filereload.DefaultInterval)
+	c.metrics = newMetrics(c)
+	c.keys, err = newGossipKeys(cfg.Gossip.SecretKey, c.log, c.metrics.setGossipKeys)
+	if err != nil {
+		return nil, err
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -217,7 +225,6 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 
-	c.metrics = newMetrics(c)
 	if err := c.metrics.register(cfg.Registerer); err != nil {
 		return nil, err
 	}
@@ -234,7 +241,7 @@ func New(cfg Config) (*Cluster, error) {
 	mc.SuspicionMaxTimeoutMult = suspicionMaxTimeoutMult
 	mc.GossipInterval = gossipInterval
 	mc.Label = memberlistLabel
-	mc.SecretKey = cfg.GossipSecretKey
+	mc.Keyring = c.keys.ring
 	mc.Delegate = &delegate{c: c}
 	mc.Events = &events{c: c}
 	mc.Logger = log.New(&memberlistLogWriter{log: logger.With("subsystem", "cluster.memberlist")}, "", 0)
@@ -272,7 +279,15 @@ func New(cfg Config) (*Cluster, error) {
 	go c.publishLoop()
 	go c.metaLoop()
 	go c.maintenanceLoop()
-	c.log.Info("cluster node started", "node_id", id, "gossip_addr", c.gossipAddr.String(), "encrypted", len(cfg.GossipSecretKey) > 0)
+	if c.keys.file != nil {
+		c.wg.Add(1)
+		go c.gossipKeyLoop()
+	}
+	attrs := []any{"node_id", id, "gossip_addr", c.gossipAddr.String(), "encrypted", c.keys.ring != nil}
+	if c.keys.ring != nil {
+		attrs = append(attrs, "gossip_keys", len(c.keys.applied), "gossip_primary_key_id", keyID(c.keys.applied[0]))
+	}
+	c.log.Info("cluster node started", attrs...)
 	return c, nil
 }
 

@@ -288,14 +288,15 @@ func TestNewRejectsBadConfiguration(t *testing.T) {
 		change func(*Config)
 		want   string
 	}{
-		"bad node id":      {func(c *Config) { c.Cluster.NodeIDPrefix = ""; c.Cluster.NodeID = "a b" }, "cluster.node_id"},
-		"bad join entry":   {func(c *Config) { c.Cluster.Join = []string{"10.0.0.1:99999"} }, "cluster.join[0]"},
-		"bad join name":    {func(c *Config) { c.Cluster.Join = []string{"not a name"} }, "cluster.join[0]"},
-		"bad bind addr":    {func(c *Config) { c.Gossip.BindAddr = "nonsense" }, "gossip.bind_addr"},
-		"no proxy addr":    {func(c *Config) { c.ProxyAddr = "" }, "proxy address"},
-		"long proxy addr":  {func(c *Config) { c.ProxyAddr = strings.Repeat("a", 200) + ":1" }, "proxy.advertise_addr"},
-		"bad gossip key":   {func(c *Config) { c.GossipSecretKey = []byte("short") }, "gossip secret key"},
-		"unspecified adv.": {func(c *Config) { c.Gossip.AdvertiseAddr = "0.0.0.0:1" }, "gossip.advertise_addr"},
+		"bad node id":        {func(c *Config) { c.Cluster.NodeIDPrefix = ""; c.Cluster.NodeID = "a b" }, "cluster.node_id"},
+		"bad join entry":     {func(c *Config) { c.Cluster.Join = []string{"10.0.0.1:99999"} }, "cluster.join[0]"},
+		"bad join name":      {func(c *Config) { c.Cluster.Join = []string{"not a name"} }, "cluster.join[0]"},
+		"bad bind addr":      {func(c *Config) { c.Gossip.BindAddr = "nonsense" }, "gossip.bind_addr"},
+		"no proxy addr":      {func(c *Config) { c.ProxyAddr = "" }, "proxy address"},
+		"long proxy addr":    {func(c *Config) { c.ProxyAddr = strings.Repeat("a", 200) + ":1" }, "proxy.advertise_addr"},
+		"bad gossip key":     {func(c *Config) { c.Gossip.SecretKey = "c2hvcnQ=" }, "gossip.secret_key (--gossip.secret-key): the value decodes to 5 bytes"},
+		"no gossip key file": {func(c *Config) { c.Gossip.SecretKey = "/no/such/gossip.key" }, "gossip.secret_key (--gossip.secret-key): file /no/such/gossip.key does not exist"},
+		"unspecified adv.":   {func(c *Config) { c.Gossip.AdvertiseAddr = "0.0.0.0:1" }, "gossip.advertise_addr"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := testConfig(ip)

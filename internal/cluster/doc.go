@@ -72,9 +72,25 @@
 // Forwarding trust therefore equals cluster membership: whoever can join
 // the gossip network learns the secrets. In a correct deployment clients
 // cannot reach the gossip port (it is not exposed outside the cluster
-// network), and gossip encryption (Config.GossipSecretKey, AES-GCM) keeps
+// network), and gossip encryption (gossip.secret_key, AES-GCM) keeps
 // anyone without the key from joining the cluster or reading the secrets
 // on the wire. A signed request captured on the node-to-node network could
 // be replayed within the timestamp window; TLS between nodes prevents the
 // capture.
+//
+// # Gossip keys
+//
+// gossip.secret_key (see config.LoadGossipKeys) is one inline key or a
+// key file with one key per line: memberlist encrypts with the first
+// (the primary) and accepts all of them. A key file is checked every
+// Timing.GossipKeyCheckInterval (10 s) and a change is applied to the
+// running keyring in the order that never cuts the node off from peers
+// one rotation step behind or ahead — new keys accepted, then the
+// primary switched, then the keys no longer listed refused — so the key
+// rotates in three file updates without restarts (add the new key
+// second, make it first, remove the old one). A file that does not parse
+// is logged and the keyring kept. Each change is logged at info with
+// the key's ID (the first 8 hex digits of its SHA-256, never the key),
+// and pico_cluster_gossip_keys lists the keyring, so operators can see
+// when every node finished a step.
 package cluster

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/base64"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -282,19 +283,19 @@ func (t *isolatingTransport) DialAddressTimeout(a memberlist.Address, timeout ti
 }
 
 func TestGossipEncryptionKeepsStrangersOut(t *testing.T) {
-	key := []byte("0123456789abcdef0123456789abcdef")
+	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	first := nextIP()
 	cfg := testConfig(first)
-	cfg.GossipSecretKey = key
+	cfg.Gossip.SecretKey = key
 	a := joinNode(t, cfg)
 	cfg = testConfig(nextIP(), first.String())
-	cfg.GossipSecretKey = key
+	cfg.Gossip.SecretKey = key
 	b := joinNode(t, cfg)
 	waitActive(t, []*Cluster{a, b}, a.LocalID(), b.LocalID())
 
-	for name, strangerKey := range map[string][]byte{"wrong key": []byte("fedcba9876543210fedcba9876543210"), "no key": nil} {
+	for name, strangerKey := range map[string]string{"wrong key": base64.StdEncoding.EncodeToString([]byte("fedcba9876543210fedcba9876543210")), "no key": ""} {
 		cfg = testConfig(nextIP(), first.String())
-		cfg.GossipSecretKey = strangerKey
+		cfg.Gossip.SecretKey = strangerKey
 		cfg.Cluster.JoinTimeout = 500 * time.Millisecond
 		stranger := startNode(t, cfg)
 		require.ErrorContains(t, stranger.Join(context.Background()), "none could be joined", name)

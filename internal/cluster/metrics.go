@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"fmt"
+	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -11,6 +13,7 @@ type metrics struct {
 	collectors     []prometheus.Collector
 	verifyFailures *prometheus.CounterVec
 	pulls          prometheus.Counter
+	gossipKeys     *gossipKeysCollector
 }
 
 func newMetrics(c *Cluster) *metrics {
@@ -24,10 +27,14 @@ func newMetrics(c *Cluster) *metrics {
 			Help: "Full routing-state transfers requested from other nodes (after a missed or oversized update).",
 		}),
 	}
+	m.gossipKeys = &gossipKeysCollector{desc: prometheus.NewDesc("pico_cluster_gossip_keys",
+		"Gossip encryption keys this node accepts (1 each), by key ID (the first 8 hex digits of the key's SHA-256) and whether gossip is encrypted with it (primary).",
+		[]string{"key_id", "primary"}, nil)}
+	m.gossipKeys.ids.Store(&[]string{})
 	for _, reason := range []string{"malformed", "stale", "unknown_node", "bad_signature"} {
 		m.verifyFailures.WithLabelValues(reason)
 	}
-	m.collectors = append(m.collectors, m.verifyFailures, m.pulls)
+	m.collectors = append(m.collectors, m.verifyFailures, m.pulls, m.gossipKeys)
 	for _, status := range []string{StatusActive, StatusLeaving, StatusLeft, StatusDead} {
 		m.collectors = append(m.collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "pico_cluster_members",
@@ -40,6 +47,31 @@ func newMetrics(c *Cluster) *metrics {
 		Help: "Entries of the routing table: (routable remote node, endpoint) pairs this node may forward to.",
 	}, func() float64 { return float64(c.routingEntries()) }))
 	return m
+}
+
+// setGossipKeys shows the keys in the keyring, primary first.
+func (m *metrics) setGossipKeys(keys [][]byte) {
+	ids := make([]string, len(keys))
+	for i, key := range keys {
+		ids[i] = keyID(key)
+	}
+	m.gossipKeys.ids.Store(&ids)
+}
+
+// gossipKeysCollector exports pico_cluster_gossip_keys: one series per
+// key, replaced all at once when the keyring changes, so a scrape never
+// sees a keyring half updated.
+type gossipKeysCollector struct {
+	desc *prometheus.Desc
+	ids  atomic.Pointer[[]string] // key IDs, primary first
+}
+
+func (g *gossipKeysCollector) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *gossipKeysCollector) Collect(ch chan<- prometheus.Metric) {
+	for i, id := range *g.ids.Load() {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, 1, id, strconv.FormatBool(i == 0))
+	}
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {

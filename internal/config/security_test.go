@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/base64"
 	"errors"
 	"io"
 	"os"
@@ -105,52 +104,6 @@ func TestSecurityValidation(t *testing.T) {
 	}
 	_, _, err := Load("test", []string{"--proxy.auth.jwks-url", "file:///etc/pico/jwks.json"}, newSecured, io.Discard)
 	require.NoError(t, err)
-}
-
-func TestGossipSecretKey(t *testing.T) {
-	key32 := make([]byte, 32)
-	for i := range key32 {
-		key32[i] = byte(i * 7)
-	}
-	b64 := base64.StdEncoding.EncodeToString(key32)
-	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "gossip.key")
-	require.NoError(t, os.WriteFile(keyFile, []byte(b64+"\n"), 0o600))
-	badFile := filepath.Join(dir, "bad.key")
-	require.NoError(t, os.WriteFile(badFile, []byte("not base64!"), 0o600))
-
-	tests := []struct {
-		name    string
-		value   string
-		wantLen int
-		wantErr string
-	}{
-		{"empty disables encryption", "", 0, ""},
-		{"AES-128", base64.StdEncoding.EncodeToString(key32[:16]), 16, ""},
-		{"AES-192", base64.StdEncoding.EncodeToString(key32[:24]), 24, ""},
-		{"AES-256", b64, 32, ""},
-		{"from a file", keyFile, 32, ""},
-		{"wrong length", base64.StdEncoding.EncodeToString(key32[:20]), 0, "gossip.secret_key (--gossip.secret-key): the value decodes to 20 bytes; an AES key is 16, 24 or 32 bytes"},
-		{"not base64", "hunter2!", 0, "gossip.secret_key (--gossip.secret-key): the value is not base64"},
-		{"file that is not base64", badFile, 0, "the file " + badFile + " is not base64"},
-		{"missing file", "/etc/pico/no-such-gossip.key", 0, "file /etc/pico/no-such-gossip.key does not exist"},
-		{"directory", dir, 0, "is not a regular file"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			key, err := GossipSecretKey(tc.value)
-			if tc.wantErr != "" {
-				require.ErrorContains(t, err, tc.wantErr)
-				require.NotContains(t, err.Error(), b64)
-				return
-			}
-			require.NoError(t, err)
-			require.Len(t, key, tc.wantLen)
-			if tc.wantLen > 0 {
-				require.Equal(t, key32[:tc.wantLen], key)
-			}
-		})
-	}
 }
 
 func TestClientCredentials(t *testing.T) {

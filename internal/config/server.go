@@ -241,21 +241,22 @@ type Gossip struct {
 	Listener `yaml:",inline"`
 	// SecretKey, when set, encrypts and authenticates all gossip: the
 	// base64 of a 16, 24 or 32-byte AES key, or the path of a file
-	// holding it (see GossipSecretKey). Nodes without the key can
-	// neither join nor read the cluster.
+	// holding one key per line, the first encrypting, all accepted (see
+	// LoadGossipKeys); a running node applies changes to the file. Nodes
+	// without the keys can neither join nor read the cluster.
 	SecretKey string `yaml:"secret_key"`
 }
 
 // RegisterFlags registers the gossip.* flags.
 func (g *Gossip) RegisterFlags(fs *pflag.FlagSet) {
 	g.Listener.registerFlags(fs, "gossip", "cluster gossip (TCP and UDP)")
-	fs.StringVar(&g.SecretKey, "gossip.secret-key", g.SecretKey, "base64 AES key (16, 24 or 32 bytes), or the path of a file holding it, encrypting all gossip; every node needs the same key")
+	fs.StringVar(&g.SecretKey, "gossip.secret-key", g.SecretKey, "base64 AES key (16, 24 or 32 bytes), or the path of a file holding one key per line (the first encrypts, all are accepted; re-read while running), encrypting all gossip")
 }
 
 // Validate checks the gossip section, including that the secret key (or
 // its file) holds a usable key.
 func (g *Gossip) Validate() error {
-	_, err := GossipSecretKey(g.SecretKey)
+	_, err := LoadGossipKeys(g.SecretKey)
 	return errors.Join(g.Listener.Validate("gossip"), err)
 }
 

@@ -23,19 +23,16 @@ func ClusterMembership(cfg *config.Server, logger *slog.Logger) MembershipFactor
 		clusterCfg.NodeID, clusterCfg.NodeIDPrefix = local.ID, "" // the server already chose a fresh ID
 		gossip := cfg.Gossip
 		gossip.BindAddr, gossip.AdvertiseAddr = local.GossipBindAddr, local.GossipAdvertiseAddr
-		key, err := config.GossipSecretKey(cfg.Gossip.SecretKey)
-		if err != nil {
-			return nil, err
-		}
+		// gossip.secret_key is read by the cluster, which also applies
+		// changes of a key file to the running keyring.
 		c, err := cluster.New(cluster.Config{
-			Cluster:         clusterCfg,
-			Gossip:          gossip,
-			GossipSecretKey: key,
-			ProxyAddr:       local.ProxyAddr,
-			AdminAddr:       local.AdminAddr,
-			UpstreamAddr:    local.UpstreamAddr,
-			Logger:          logger,
-			Registerer:      metrics,
+			Cluster:      clusterCfg,
+			Gossip:       gossip,
+			ProxyAddr:    local.ProxyAddr,
+			AdminAddr:    local.AdminAddr,
+			UpstreamAddr: local.UpstreamAddr,
+			Logger:       logger,
+			Registerer:   metrics,
 		})
 		if err != nil {
 			return nil, err
