@@ -624,6 +624,12 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"server name with a scheme", "admin: {tls: {serverName: 'https://pico'}}", "serverName"},
 		{"token Secret key with a slash", "admin: {auth: {tokenSecret: {name: t, key: a/b}}}", "key"},
 		{"token Secret key empty", "admin: {auth: {tokenSecret: {name: t, key: ''}}}", "key"},
+		{"proxy TLS switch as string", `proxy: {tls: {enabled: "true"}}`, "enabled"},
+		{"misspelt upstream TLS key", "upstream: {tls: {ca: ca.crt}}", "ca"},
+		{"upstream token Secret key with a slash", "upstream: {auth: {tokenSecret: {name: t, key: a/b}}}", "key"},
+		{"misspelt proxy token key", "proxy: {auth: {token: t}}", "token"},
+		{"test endpoint with a dot", "helmTest: {endpoint: a.b}", "endpoint"},
+		{"test endpoint starting with a dash", "helmTest: {endpoint: -selftest}", "endpoint"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Render(chartDir, "pico", "default", values(t, tc.values))
@@ -647,6 +653,11 @@ func TestTemplateRejectsContradictions(t *testing.T) {
 			"config.admin.tls.cert is set by the chart when admin.tls.enabled is true (to /etc/pico-tls/tls.crt): remove it"},
 		{"admin TLS key in config", "{tls: {existingSecret: s}, admin: {tls: {enabled: true}}, config: {admin: {tls: {key: /c.key}}}}",
 			"config.admin.tls.key is set by the chart"},
+		{"proxy TLS without a Secret", "proxy: {tls: {enabled: true}}", "proxy.tls.enabled serves the proxy port with the certificate of tls.existingSecret: set tls.existingSecret"},
+		{"upstream TLS without a Secret", "upstream: {tls: {enabled: true}}", "upstream.tls.enabled serves the upstream port with the certificate of tls.existingSecret"},
+		{"upstream TLS certificate in config", "{tls: {existingSecret: s}, upstream: {tls: {enabled: true}}, config: {upstream: {tls: {cert: /c.crt}}}}",
+			"config.upstream.tls.cert is set by the chart when upstream.tls.enabled is true (to /etc/pico-tls/tls.crt): remove it"},
+		{"proxy TLS not a mapping", "{tls: {existingSecret: s}, proxy: {tls: {enabled: true}}, config: {proxy: {tls: on}}}", "config.proxy.tls must be a mapping of proxy.tls keys"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Render(chartDir, "pico", "default", values(t, tc.values))
@@ -657,7 +668,8 @@ func TestTemplateRejectsContradictions(t *testing.T) {
 }
 
 func TestLint(t *testing.T) {
-	sets := map[string]string{"defaults": "", "full": fullValues, "admin-tls": adminTLSValues}
+	sets := map[string]string{"defaults": "", "full": fullValues, "admin-tls": adminTLSValues,
+		"proxy-upstream-tls": proxyUpstreamTLSValues, "every-port-tls": everyPortTLSValues}
 	ciFiles, err := filepath.Glob(filepath.Join(chartDir, "ci", "*-values.yaml"))
 	require.NoError(t, err)
 	require.NotEmpty(t, ciFiles, "chart-testing installs the chart with each ci/*-values.yaml")
@@ -681,9 +693,10 @@ func TestGolden(t *testing.T) {
 	for name, tc := range map[string]struct {
 		release, namespace, values string
 	}{
-		"default":   {"pico", "default", ""},
-		"full":      {"edge", "apps", fullValues},
-		"admin-tls": {"pico", "prod", adminTLSValues},
+		"default":            {"pico", "default", ""},
+		"full":               {"edge", "apps", fullValues},
+		"admin-tls":          {"pico", "prod", adminTLSValues},
+		"proxy-upstream-tls": {"pico", "prod", proxyUpstreamTLSValues},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := render(t, tc.release, tc.namespace, values(t, tc.values))

@@ -86,23 +86,25 @@ ports of the Services, the probes and the server can never disagree.
 {{- $_ := set $s "bind_addr" (printf ":%d" (int (get $.Values.ports $section))) }}
 {{- $_ := set $config $section $s }}
 {{- end }}
-{{- if .Values.admin.tls.enabled }}
-{{- if not .Values.tls.existingSecret }}
-{{- fail "admin.tls.enabled serves the admin port with the certificate of tls.existingSecret: set tls.existingSecret to a kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt)" }}
+{{- range $port := list "proxy" "upstream" "admin" }}
+{{- if (index $.Values $port).tls.enabled }}
+{{- if not $.Values.tls.existingSecret }}
+{{- fail (printf "%s.tls.enabled serves the %s port with the certificate of tls.existingSecret: set tls.existingSecret to a kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt)" $port $port) }}
 {{- end }}
-{{- $admin := get $config "admin" }}
-{{- $tls := default dict (get $admin "tls") }}
+{{- $section := get $config $port }}
+{{- $tls := default dict (get $section "tls") }}
 {{- if not (kindIs "map" $tls) }}
-{{- fail "config.admin.tls must be a mapping of admin.tls keys" }}
+{{- fail (printf "config.%s.tls must be a mapping of %s.tls keys" $port $port) }}
 {{- end }}
-{{- $dir := trimSuffix "/" .Values.tls.mountPath }}
+{{- $dir := trimSuffix "/" $.Values.tls.mountPath }}
 {{- range $key, $file := dict "cert" "tls.crt" "key" "tls.key" }}
 {{- if hasKey $tls $key }}
-{{- fail (printf "config.admin.tls.%s is set by the chart when admin.tls.enabled is true (to %s/%s): remove it" $key $dir $file) }}
+{{- fail (printf "config.%s.tls.%s is set by the chart when %s.tls.enabled is true (to %s/%s): remove it" $port $key $port $dir $file) }}
 {{- end }}
 {{- $_ := set $tls $key (printf "%s/%s" $dir $file) }}
 {{- end }}
-{{- $_ := set $admin "tls" $tls }}
+{{- $_ := set $section "tls" $tls }}
+{{- end }}
 {{- end }}
 {{- $server := default dict (get $config "server") }}
 {{- if hasKey $server "graceful_shutdown_timeout" }}
@@ -153,29 +155,45 @@ In-cluster DNS names used by NOTES.txt and the test pod.
 {{- end }}
 
 {{/*
-"true" when the admin port serves TLS: admin.tls.enabled, or admin.tls.cert set under config.
-The probes, the ServiceMonitor and the test pod then use HTTPS.
+"true" when a port ("proxy", "upstream" or "admin") serves TLS: <port>.tls.enabled, or
+<port>.tls.cert set under config. Its clients (the probes and the ServiceMonitor for the admin
+port, the test pod for all three) then use HTTPS. Called with (list $ "<port>").
 */}}
-{{- define "pico.adminTLS" -}}
-{{- $admin := get (default dict .Values.config) "admin" }}
+{{- define "pico.portTLS" -}}
+{{- $root := index . 0 }}
+{{- $port := index . 1 }}
+{{- $section := get (default dict $root.Values.config) $port }}
 {{- $tls := dict }}
-{{- if kindIs "map" $admin }}
-{{- $tls = get $admin "tls" }}
+{{- if kindIs "map" $section }}
+{{- $tls = get $section "tls" }}
 {{- end }}
-{{- if .Values.admin.tls.enabled }}true
+{{- if (index $root.Values $port).tls.enabled }}true
 {{- else if and (kindIs "map" $tls) (get $tls "cert") }}true
 {{- end }}
 {{- end }}
 
+{{- define "pico.adminTLS" -}}
+{{- include "pico.portTLS" (list . "admin") }}
+{{- end }}
+
 {{/*
-"true" when config.admin.auth sets a verification key: the admin API then requires a token
-everywhere except /health and /ready.
+"true" when the server verifies tokens on a port ("proxy", "upstream" or "admin"): a
+verification key is set in its auth section (config.proxy.auth, config.auth for the upstream
+port, config.admin.auth). The admin API then requires a token everywhere except /health and
+/ready. Called with (list $ "<port>").
 */}}
-{{- define "pico.adminAuth" -}}
-{{- $admin := get (default dict .Values.config) "admin" }}
+{{- define "pico.portAuth" -}}
+{{- $root := index . 0 }}
+{{- $port := index . 1 }}
+{{- $config := default dict $root.Values.config }}
 {{- $auth := dict }}
-{{- if kindIs "map" $admin }}
-{{- $auth = get $admin "auth" }}
+{{- if eq $port "upstream" }}
+{{- $auth = get $config "auth" }}
+{{- else }}
+{{- $section := get $config $port }}
+{{- if kindIs "map" $section }}
+{{- $auth = get $section "auth" }}
+{{- end }}
 {{- end }}
 {{- if kindIs "map" $auth }}
 {{- range $key := list "token_hmac_secret_key" "token_rsa_public_key" "token_ecdsa_public_key" "jwks_url" }}
@@ -184,12 +202,32 @@ everywhere except /health and /ready.
 {{- end }}
 {{- end }}
 
+{{- define "pico.adminAuth" -}}
+{{- include "pico.portAuth" (list . "admin") }}
+{{- end }}
+
 {{/*
-Whether the admin clients (ServiceMonitor, test pod) verify the admin certificate against the
-CA in tls.existingSecret: "true" or empty.
+Whether the test pod (and for the admin port the ServiceMonitor) verifies a port's
+certificate against the CA in tls.existingSecret: "true" or empty. Called with
+(list $ "<port>").
 */}}
+{{- define "pico.portCA" -}}
+{{- $root := index . 0 }}
+{{- $v := index $root.Values (index . 1) }}
+{{- if and (eq (include "pico.portTLS" .) "true") $root.Values.tls.existingSecret $v.tls.caKey (not $v.tls.insecureSkipVerify) }}true{{ end }}
+{{- end }}
+
 {{- define "pico.adminCA" -}}
-{{- if and (eq (include "pico.adminTLS" .) "true") .Values.tls.existingSecret .Values.admin.tls.caKey (not .Values.admin.tls.insecureSkipVerify) }}true{{ end }}
+{{- include "pico.portCA" (list . "admin") }}
+{{- end }}
+
+{{/*
+The appProtocol of a port ("proxy", "upstream" or "admin") in the Services: https when it
+serves TLS, so that service meshes and gateways do not read it as plain HTTP. Called with
+(list $ "<port>").
+*/}}
+{{- define "pico.appProtocol" -}}
+{{- ternary "https" "http" (eq (include "pico.portTLS" .) "true") }}
 {{- end }}
 
 {{/*
