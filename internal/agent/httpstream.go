@@ -238,7 +238,7 @@ func (h *httpServer) exchange(t *tunnel, req *http.Request) bool {
 		if err != nil {
 			return h.writeUnavailable(t.bw, req, err, t.keepAlive)
 		}
-		resp, lbr, body, err := h.roundTrip(local, req, uri, chunked)
+		resp, lbr, body, err := h.roundTrip(local, req, uri, chunked, t.bodyBuffered(req))
 		if err != nil {
 			t.conns.remove(local)
 			_ = local.Close()
@@ -314,6 +314,12 @@ func (x *localExchange) finish() bool {
 		_ = x.local.Close()
 	}
 	return err == nil
+}
+
+// bodyBuffered reports whether req's whole body (of known length) has
+// already arrived in t's buffer.
+func (t *tunnel) bodyBuffered(req *http.Request) bool {
+	return req.ContentLength > 0 && int64(t.br.Buffered()) >= req.ContentLength
 }
 
 // getLocal returns a connection to the local service, tracked as in use
@@ -432,16 +438,17 @@ func (b *bodyCopy) waitAtMost(d time.Duration, abort func()) error {
 }
 
 // roundTrip writes req (head and body) on local and reads the response
-// head. A body larger than a buffer is written by its own goroutine
-// (body), so that a service that answers before it has read the whole
-// body is not blocked. On error lbr is released.
-func (h *httpServer) roundTrip(local net.Conn, req *http.Request, uri string, chunked bool) (resp *http.Response, lbr *bufio.Reader, body *bodyCopy, err error) {
+// head. A small body that already arrived (buffered) goes with the head;
+// any other is written by its own goroutine (body), so that it streams
+// and a service that answers before it read the whole body is not
+// blocked. On error lbr is released.
+func (h *httpServer) roundTrip(local net.Conn, req *http.Request, uri string, chunked, buffered bool) (resp *http.Response, lbr *bufio.Reader, body *bodyCopy, err error) {
 	lbw := httpwire.GetWriter(local)
 	httpwire.WriteRequestHead(lbw, req, uri, chunked, false)
 	if req.Body != http.NoBody {
-		if req.ContentLength > 0 && req.ContentLength <= int64(lbw.Available()) {
-			// A small body goes out with the head (the server writes
-			// it in the same frame, so it is usually buffered).
+		if buffered && req.ContentLength <= int64(lbw.Available()) {
+			// A small body that already arrived goes out with the head
+			// (the server writes them in one frame).
 			_, err = io.CopyN(lbw, req.Body, req.ContentLength)
 			if err != nil {
 				httpwire.PutWriter(lbw)
@@ -535,7 +542,7 @@ func (h *httpServer) upgrade(t *tunnel, req *http.Request, upgrade string) {
 		return
 	}
 	defer t.conns.remove(local)
-	resp, lbr, body, err := h.roundTrip(local, req, uri, req.Body != http.NoBody && req.ContentLength < 0)
+	resp, lbr, body, err := h.roundTrip(local, req, uri, req.Body != http.NoBody && req.ContentLength < 0, t.bodyBuffered(req))
 	if err != nil {
 		_ = local.Close()
 		h.writeUnavailable(t.bw, req, err, false)

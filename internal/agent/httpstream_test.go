@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -250,4 +251,34 @@ func TestTargetPathWithTrailingSlash(t *testing.T) {
 		resp.Body.Close()
 		require.Contains(t, string(body), want)
 	}
+}
+
+func TestSmallBodyStillArrivingStreams(t *testing.T) {
+	entered := make(chan struct{})
+	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered) // the head arrived before the whole body
+		body, _ := io.ReadAll(r.Body)
+		io.WriteString(w, string(body))
+	}))
+	t.Cleanup(service.Close)
+	server := newUpstreamServer(t)
+	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "slow-body", Protocol: "http", Addr: service.URL}))
+	waitRegistered(t, a)
+
+	stream, err := server.session("slow-body", 1).OpenStream()
+	require.NoError(t, err)
+	defer stream.Close()
+	_, err = io.WriteString(stream, "POST /up HTTP/1.1\r\nHost: slow-body.example.com\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello")
+	require.NoError(t, err)
+	select {
+	case <-entered:
+	case <-time.After(waitFor):
+		t.Fatal("the local service saw nothing before the rest of a small body arrived")
+	}
+	_, err = io.WriteString(stream, "world")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(stream), nil)
+	require.NoError(t, err)
+	got, _ := io.ReadAll(resp.Body)
+	require.Equal(t, "helloworld", string(got))
 }
