@@ -275,13 +275,13 @@ func New(cfg Config) (*Cluster, error) {
 		c.joins = append(c.joins, t)
 	}
 
-	c.wg.Add(3)
+	c.wg.Add(2)
 	go c.publishLoop()
 	go c.metaLoop()
-	go c.maintenanceLoop()
+	c.every(maintenanceInterval, func() { c.maintain(time.Now()) })
 	if c.keys.file != nil {
-		c.wg.Add(1)
-		go c.gossipKeyLoop()
+		// Applies changes of the gossip key file.
+		c.every(c.timing.GossipKeyCheckInterval, c.keys.reload)
 	}
 	attrs := []any{"node_id", id, "gossip_addr", c.gossipAddr.String(), "encrypted", c.keys.ring != nil}
 	if c.keys.ring != nil {

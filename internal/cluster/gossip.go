@@ -438,18 +438,20 @@ type reconnectTarget struct {
 	trying  bool
 }
 
-func (c *Cluster) maintenanceLoop() {
-	defer c.wg.Done()
-	t := time.NewTicker(maintenanceInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-			c.maintain(time.Now())
+// every runs f every d in the background until Shutdown.
+func (c *Cluster) every(d time.Duration, f func()) {
+	c.wg.Go(func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.stop:
+				return
+			case <-t.C:
+				f()
+			}
 		}
-	}
+	})
 }
 
 // maintain pulls states that metadata says are stale, forgets nodes that

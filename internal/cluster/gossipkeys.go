@@ -148,18 +148,3 @@ func moveToFront(keys [][]byte, key []byte) [][]byte {
 	}
 	return out
 }
-
-// gossipKeyLoop applies changes of the gossip key file until Shutdown.
-func (c *Cluster) gossipKeyLoop() {
-	defer c.wg.Done()
-	t := time.NewTicker(c.timing.GossipKeyCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-			c.keys.reload()
-		}
-	}
-}
