@@ -52,6 +52,7 @@ type options struct {
 	out           string
 	sections      []string
 	duration      time.Duration
+	rounds        int
 	connections   int
 	threads       int
 	sweep         []int
@@ -70,6 +71,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.out, "out", "bench", "directory for RESULTS.md and results.png (empty: print only)")
 	sections := fs.String("sections", strings.Join(allSections, ","), "sections to run, comma-separated")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each headline wrk run")
+	fs.IntVar(&o.rounds, "rounds", 3, "headline rounds: every path runs this many times, interleaved, and its median round is reported")
 	fs.IntVar(&o.connections, "connections", 50, "connections of the headline runs")
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
 	sweep := fs.String("sweep", "1,10,100,1000", "connection counts of the concurrency sweep")
@@ -102,6 +104,8 @@ func parseFlags(args []string) (*options, error) {
 	switch {
 	case o.duration < time.Second || o.sweepDuration < time.Second:
 		return nil, errors.New("--duration and --sweep-duration must be at least 1s (wrk's resolution)")
+	case o.rounds < 1:
+		return nil, errors.New("--rounds must be at least 1")
 	case o.connections < 1 || o.threads < 1 || o.sessions < 1 || o.routableRuns < 1 || o.rollingRate < 1:
 		return nil, errors.New("--connections, --threads, --sessions, --routable-runs and --rolling-rate must be positive")
 	}

@@ -146,8 +146,9 @@ func rps(v float64) string { return fmt.Sprintf("%.0f", v) }
 func (r *report) headlineTable() *table {
 	h := r.Headline
 	t := &table{
-		title:  fmt.Sprintf("1. Direct vs through Pico: 1 KiB GET, %d connections, %s per path", h.Connections, h.Duration),
-		header: []string{"path", "req/s", "vs direct", "p50", "p99", "p99.9", "errors"},
+		title: fmt.Sprintf("1. Direct vs through Pico: 1 KiB GET, %d connections, %s per run, median of %d interleaved rounds",
+			h.Connections, h.Duration, max(h.Rounds, 1)),
+		header: []string{"path", "req/s", "vs direct", "p50", "p99", "p99.9", "errors", "req/s over the rounds"},
 	}
 	direct := h.Results[pathDirect]
 	for _, p := range headlinePaths {
@@ -155,7 +156,11 @@ func (r *report) headlineTable() *table {
 		if !ok {
 			continue
 		}
-		t.add(p, rps(x.RPS), pct(x.RPS, direct.RPS), dur(usDur(x.P50)), dur(usDur(x.P99)), dur(usDur(x.P999)), fmt.Sprint(x.Errors+x.Non2xx))
+		spread := "–"
+		if s, ok := h.Spread[p]; ok {
+			spread = rps(s[0]) + "–" + rps(s[1])
+		}
+		t.add(p, rps(x.RPS), pct(x.RPS, direct.RPS), dur(usDur(x.P50)), dur(usDur(x.P99)), dur(usDur(x.P999)), fmt.Sprint(x.Errors+x.Non2xx), spread)
 	}
 	return t
 }

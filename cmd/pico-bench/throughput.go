@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -28,7 +29,12 @@ var (
 type throughputResult struct {
 	Connections int
 	Duration    time.Duration
-	Results     map[string]wrkResult // by path
+	// Rounds is how many times every path ran, in turn; Results holds
+	// each path's median round by requests/s, and Spread each path's
+	// lowest and highest requests/s over the rounds.
+	Rounds  int
+	Results map[string]wrkResult // by path
+	Spread  map[string][2]float64
 }
 
 // sweepResult is throughput and latency at several concurrencies.
@@ -101,8 +107,11 @@ func (r *reuseSetup) stop() {
 }
 
 // measureLevel runs wrk on each of the paths at one concurrency, the
-// direct baseline first. reuse is needed for pathReuse.
-func (e *env) measureLevel(connections int, d time.Duration, paths []string, reuse *reuseSetup) (throughputResult, error) {
+// direct baseline first, rounds times over (interleaved, so that a
+// passing disturbance of the shared machine hits one round of every path
+// rather than all of one path), and keeps each path's median round.
+// reuse is needed for pathReuse.
+func (e *env) measureLevel(connections int, d time.Duration, rounds int, paths []string, reuse *reuseSetup) (throughputResult, error) {
 	if err := e.startBenchAgent(); err != nil {
 		return throughputResult{}, err
 	}
@@ -115,22 +124,30 @@ func (e *env) measureLevel(connections int, d time.Duration, paths []string, reu
 	if reuse != nil {
 		urls[pathReuse] = reuse.node.proxyURL() + "/"
 	}
-	res := throughputResult{Connections: connections, Duration: d, Results: map[string]wrkResult{}}
-	for _, p := range paths {
-		endpoint := "bench"
-		if p == pathDirect {
-			endpoint = ""
+	res := throughputResult{Connections: connections, Duration: d, Rounds: rounds, Results: map[string]wrkResult{}, Spread: map[string][2]float64{}}
+	all := map[string][]wrkResult{}
+	for round := 1; round <= rounds; round++ {
+		for _, p := range paths {
+			endpoint := "bench"
+			if p == pathDirect {
+				endpoint = ""
+			}
+			e.logf("  wrk %-31s -c %-4d %s  round %d/%d", p, connections, d, round, rounds)
+			before := e.cpuSample(p, reuse)
+			r, err := e.wrk.run(urls[p], endpoint, connections, d)
+			if err != nil {
+				return res, fmt.Errorf("%s at %d connections: %w", p, connections, err)
+			}
+			for k, v := range e.cpuSample(p, reuse) {
+				r.CPU[k] = v - before[k]
+			}
+			all[p] = append(all[p], r)
 		}
-		e.logf("  wrk %-16s -c %-4d %s", p, connections, d)
-		before := e.cpuSample(p, reuse)
-		r, err := e.wrk.run(urls[p], endpoint, connections, d)
-		if err != nil {
-			return res, fmt.Errorf("%s at %d connections: %w", p, connections, err)
-		}
-		for k, v := range e.cpuSample(p, reuse) {
-			r.CPU[k] = v - before[k]
-		}
-		res.Results[p] = r
+	}
+	for p, runs := range all {
+		slices.SortFunc(runs, func(a, b wrkResult) int { return cmp.Compare(a.RPS, b.RPS) })
+		res.Results[p] = runs[len(runs)/2]
+		res.Spread[p] = [2]float64{runs[0].RPS, runs[len(runs)-1].RPS}
 	}
 	return res, nil
 }
@@ -141,7 +158,7 @@ func (e *env) runHeadline() error {
 		return err
 	}
 	defer reuse.stop()
-	r, err := e.measureLevel(e.o.connections, e.o.duration, headlinePaths, reuse)
+	r, err := e.measureLevel(e.o.connections, e.o.duration, e.o.rounds, headlinePaths, reuse)
 	if err != nil {
 		return err
 	}
@@ -152,7 +169,7 @@ func (e *env) runHeadline() error {
 func (e *env) runSweep() error {
 	s := &sweepResult{Duration: e.o.sweepDuration}
 	for _, c := range e.o.sweep {
-		r, err := e.measureLevel(c, e.o.sweepDuration, paths, nil)
+		r, err := e.measureLevel(c, e.o.sweepDuration, 1, paths, nil)
 		if err != nil {
 			return err
 		}
