@@ -14,7 +14,7 @@ const CopyBufferSize = 32 << 10
 const bufioSize = 4 << 10
 
 var (
-	buffers = sync.Pool{New: func() any { b := make([]byte, CopyBufferSize); return &b }}
+	buffers = sync.Pool{New: func() any { return new([CopyBufferSize]byte) }}
 	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufioSize) }}
 	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufioSize) }}
 )
@@ -26,13 +26,13 @@ var Buffers bufferPool
 type bufferPool struct{}
 
 // Get returns a buffer of CopyBufferSize bytes.
-func (bufferPool) Get() []byte { return *buffers.Get().(*[]byte) }
+func (bufferPool) Get() []byte { return buffers.Get().(*[CopyBufferSize]byte)[:] }
 
-// Put returns a buffer that Get returned.
+// Put returns a buffer that Get returned (pooled as the array it slices,
+// so that putting it back allocates nothing).
 func (bufferPool) Put(b []byte) {
 	if cap(b) == CopyBufferSize {
-		b = b[:CopyBufferSize]
-		buffers.Put(&b)
+		buffers.Put((*[CopyBufferSize]byte)(b[:CopyBufferSize]))
 	}
 }
 
