@@ -156,6 +156,8 @@ func (h *httpServer) waitForNext(stream *yamux.Stream) bool {
 	return true
 }
 
+// busy records that stream is serving a request (it no longer waits for
+// one) and reports whether the agent is draining.
 func (h *httpServer) busy(stream *yamux.Stream) (draining bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -192,7 +194,7 @@ func (h *httpServer) serveStream(stream *yamux.Stream, conns *sessionConns) {
 			return
 		}
 		req, err := http.ReadRequest(t.br)
-		draining := !first && h.busy(stream)
+		draining := h.busy(stream)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				h.logger.Debug("unreadable request on a stream", "error", err)
@@ -200,21 +202,12 @@ func (h *httpServer) serveStream(stream *yamux.Stream, conns *sessionConns) {
 			_ = stream.Close()
 			return
 		}
-		if first {
-			draining = h.isDraining()
-		}
 		t.keepAlive = !req.Close && !draining
 		if !h.exchange(t, req) || !t.keepAlive {
 			_ = stream.Close()
 			return
 		}
 	}
-}
-
-func (h *httpServer) isDraining() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.draining
 }
 
 // exchange sends req to the local service and its response to the
