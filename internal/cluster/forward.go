@@ -1,15 +1,18 @@
 package cluster
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pico-proxy/pico/internal/protocol"
@@ -134,19 +137,38 @@ func endpointOf(r *http.Request, host string) string {
 // forwardMAC is HMAC-SHA256(secret, fields), each field length-prefixed so
 // that no two different field lists encode alike.
 func forwardMAC(secret []byte, nodeID string, ts int64, method, uri, endpoint string) []byte {
-	h := hmac.New(sha256.New, secret)
-	var buf [binary.MaxVarintLen64]byte
-	write := func(s string) {
-		h.Write(buf[:binary.PutUvarint(buf[:], uint64(len(s)))])
-		h.Write([]byte(s))
+	var tsBuf [20]byte
+	m := getMAC(secret)
+	defer macs.Put(m)
+	msg := m.msg[:0]
+	for _, f := range [...]string{"pico-forward-v1", nodeID, string(strconv.AppendInt(tsBuf[:0], ts, 10)), method, uri, endpoint} {
+		msg = binary.AppendUvarint(msg, uint64(len(f)))
+		msg = append(msg, f...)
 	}
-	write("pico-forward-v1")
-	write(nodeID)
-	write(strconv.FormatInt(ts, 10))
-	write(method)
-	write(uri)
-	write(endpoint)
-	return h.Sum(nil)
+	m.msg = msg
+	m.h.Write(msg)
+	return m.h.Sum(nil)
+}
+
+// keyedMAC is an HMAC-SHA256 state for one key with a message buffer,
+// reused across forwarded requests: hmac.New costs a dozen allocations.
+type keyedMAC struct {
+	key []byte
+	h   hash.Hash
+	msg []byte
+}
+
+// macs holds keyedMACs for reuse. A node signs with its own key and
+// verifies with its few peers' keys, so most reuses find the same key; a
+// state built for another key is rebuilt.
+var macs sync.Pool
+
+func getMAC(secret []byte) *keyedMAC {
+	if m, ok := macs.Get().(*keyedMAC); ok && bytes.Equal(m.key, secret) {
+		m.h.Reset()
+		return m
+	}
+	return &keyedMAC{key: bytes.Clone(secret), h: hmac.New(sha256.New, secret)}
 }
 
 // parseForwardSignature parses "t=<unix seconds>,v1=<64 hex digits>".
