@@ -209,6 +209,42 @@ func (r *report) cpuTable() *table {
 	return t
 }
 
+// Targets of the headline comparison (issue 2).
+const (
+	targetShare = 0.25 // single-node req/s ≥ 25% of direct
+	targetP50   = 3.0  // single-node p50 ≤ 3× direct
+)
+
+// budgetNote turns the headline's measurements into what the targets
+// demand: the CPU time per request that the throughput target leaves for
+// the server and the agent, and (by Little's law: requests in flight =
+// throughput × mean latency, with every connection always waiting on
+// one request) the throughput that the p50 target implies.
+func (r *report) budgetNote() string {
+	h := r.Headline
+	d, s := h.Results[pathDirect], h.Results[pathSingle]
+	if d.RPS == 0 || s.Requests == 0 || s.RPS == 0 || r.Machine.CPUs == 0 {
+		return ""
+	}
+	perReq := func(c string) float64 { return float64(s.CPU[c].Microseconds()) / float64(s.Requests) }
+	others := perReq("wrk") + perReq("upstream")
+	pico := perReq("node 1") + perReq("agent")
+	need := targetShare * d.RPS
+	budget := float64(r.Machine.CPUs) * 1e6 / need
+	meanMs := float64(h.Connections) / s.RPS * 1e3
+	p50ms := s.P50 / 1e3
+	// Throughput at which the mean latency, scaled by this run's
+	// p50-to-mean ratio, equals the p50 target.
+	p50Need := float64(h.Connections) / (targetP50 * d.P50 / 1e6 * (p50ms / meanMs))
+	return fmt.Sprintf("What the targets demand, from these figures: %s of direct is %s req/s, which %d CPUs serve only at ≤ %.0f µs of CPU per request "+
+		"for all processes together; wrk and the upstream used %.0f µs on the single-node path, leaving %.0f µs for node and agent, which used %.0f µs. "+
+		"With %d connections each waiting on one request, mean latency is %d ÷ throughput (Little's law): %.2f ms at %s req/s (p50 %.2f ms). "+
+		"A p50 of %.0f× direct (%.2f ms) at this p50-to-mean ratio needs about %s req/s, %s of direct.",
+		pct(need, d.RPS), rps(need), r.Machine.CPUs, budget, others, budget-others, pico,
+		h.Connections, h.Connections, meanMs, rps(s.RPS), p50ms,
+		targetP50, targetP50*d.P50/1e3, rps(p50Need), pct(p50Need, d.RPS))
+}
+
 func (r *report) sweepTable() *table {
 	t := &table{
 		title: fmt.Sprintf("2. Throughput and latency vs concurrent connections (1 KiB GET, %s per run)", r.Sweep.Duration),
@@ -316,7 +352,7 @@ func (r *report) sections() []section {
 	var out []section
 	if r.Headline != nil {
 		out = append(out, section{"headline", r.headlineTable(), r.headlineRatios(), methodHeadline})
-		out = append(out, section{"cpu", r.cpuTable(), "", methodCPU})
+		out = append(out, section{"cpu", r.cpuTable(), r.budgetNote(), methodCPU})
 	}
 	if r.Sweep != nil {
 		var levels []string
