@@ -184,22 +184,25 @@ func TestParseFlagsRejectsBadInput(t *testing.T) {
 
 // TestBudgetNoteFromMeasuredFigures checks the arithmetic of the targets'
 // budget on the figures of a committed run: direct 36 674 req/s at p50
-// 1.09 ms; single-node 7 413 req/s at p50 6.15 ms over 50 connections,
-// with wrk 23, upstream 42, node 95 and agent 64 µs of CPU per request.
+// 1.09 ms with wrk 19 and upstream 28 µs of CPU per request; single-node
+// 7 413 req/s at p50 6.15 ms over 50 connections, with wrk 23, upstream
+// 42, node 95 and agent 64 µs.
 func TestBudgetNoteFromMeasuredFigures(t *testing.T) {
 	const reqs = 74130
 	cpu := func(us int) time.Duration { return time.Duration(us*reqs) * time.Microsecond }
 	r := &report{Machine: machine{CPUs: 2}, Headline: &throughputResult{Connections: 50, Results: map[string]wrkResult{
-		pathDirect: {RPS: 36674, P50: 1090, Requests: 366740},
+		pathDirect: {RPS: 36674, P50: 1090, Requests: 366740, CPU: map[string]time.Duration{
+			"wrk": 19 * 366740 * time.Microsecond, "upstream": 28 * 366740 * time.Microsecond}},
 		pathSingle: {RPS: 7413, P50: 6150, Requests: reqs, CPU: map[string]time.Duration{
 			"wrk": cpu(23), "upstream": cpu(42), "node 1": cpu(95), "agent": cpu(64)}},
 	}}}
 	note := r.budgetNote()
 	for _, want := range []string{
-		"25.0% of direct is 9168 req/s",      // 0.25 × 36 674
-		"≤ 218 µs of CPU per request",        // 2 CPUs / 9 168 req/s
-		"used 65 µs on the single-node path", // wrk + upstream
-		"leaving 153 µs for node and agent, which used 159 µs",
+		"25.0% of direct is 9168 req/s",            // 0.25 × 36 674
+		"busy 86% of the time",                     // 47 µs × 36 674 / 2 s
+		"serve 9168 req/s only at ≤ 188 µs of CPU", // 2 s × 0.862 / 9 168
+		"used 65 µs on the single-node path",       // wrk + upstream
+		"leaving 123 µs for node and agent, which used 159 µs",
 		"6.74 ms at 7413 req/s (p50 6.15 ms)", // 50 / 7 413
 		"A p50 of 3× direct (3.27 ms)",
 		"about 16770 req/s, 45.7% of direct", // 50 / (3.27 ms × 6.15 / 6.745) = 16 769.6

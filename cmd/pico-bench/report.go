@@ -220,27 +220,43 @@ const (
 // the server and the agent, and (by Little's law: requests in flight =
 // throughput × mean latency, with every connection always waiting on
 // one request) the throughput that the p50 target implies.
+//
+// The CPU budget assumes the CPUs are as busy as they were on the direct
+// path; on a small shared machine they never are all the time (idle
+// moments while processes wait on each other), and no path can use the
+// idle time the direct path left.
 func (r *report) budgetNote() string {
 	h := r.Headline
 	d, s := h.Results[pathDirect], h.Results[pathSingle]
-	if d.RPS == 0 || s.Requests == 0 || s.RPS == 0 || r.Machine.CPUs == 0 {
+	if d.RPS == 0 || d.Requests == 0 || s.Requests == 0 || s.RPS == 0 || r.Machine.CPUs == 0 {
 		return ""
 	}
-	perReq := func(c string) float64 { return float64(s.CPU[c].Microseconds()) / float64(s.Requests) }
-	others := perReq("wrk") + perReq("upstream")
-	pico := perReq("node 1") + perReq("agent")
+	perReq := func(x wrkResult, components ...string) float64 {
+		var total time.Duration
+		for _, c := range components {
+			total += x.CPU[c]
+		}
+		return float64(total.Microseconds()) / float64(x.Requests)
+	}
+	busy := perReq(d, cpuComponents...) * d.RPS / (float64(r.Machine.CPUs) * 1e6)
+	if busy <= 0 || busy > 1 {
+		busy = 1
+	}
+	others := perReq(s, "wrk", "upstream")
+	pico := perReq(s, "node 1", "agent")
 	need := targetShare * d.RPS
-	budget := float64(r.Machine.CPUs) * 1e6 / need
+	budget := busy * float64(r.Machine.CPUs) * 1e6 / need
 	meanMs := float64(h.Connections) / s.RPS * 1e3
 	p50ms := s.P50 / 1e3
 	// Throughput at which the mean latency, scaled by this run's
 	// p50-to-mean ratio, equals the p50 target.
 	p50Need := float64(h.Connections) / (targetP50 * d.P50 / 1e6 * (p50ms / meanMs))
-	return fmt.Sprintf("What the targets demand, from these figures: %s of direct is %s req/s, which %d CPUs serve only at ≤ %.0f µs of CPU per request "+
-		"for all processes together; wrk and the upstream used %.0f µs on the single-node path, leaving %.0f µs for node and agent, which used %.0f µs. "+
+	return fmt.Sprintf("What the targets demand, from these figures: %s of direct is %s req/s. On the direct path the %d CPUs were busy %.0f%% of the time; "+
+		"as busy, they serve %s req/s only at ≤ %.0f µs of CPU per request for all processes together. "+
+		"wrk and the upstream used %.0f µs on the single-node path, leaving %.0f µs for node and agent, which used %.0f µs. "+
 		"With %d connections each waiting on one request, mean latency is %d ÷ throughput (Little's law): %.2f ms at %s req/s (p50 %.2f ms). "+
 		"A p50 of %.0f× direct (%.2f ms) at this p50-to-mean ratio needs about %s req/s, %s of direct.",
-		pct(need, d.RPS), rps(need), r.Machine.CPUs, budget, others, budget-others, pico,
+		pct(need, d.RPS), rps(need), r.Machine.CPUs, 100*busy, rps(need), budget, others, budget-others, pico,
 		h.Connections, h.Connections, meanMs, rps(s.RPS), p50ms,
 		targetP50, targetP50*d.P50/1e3, rps(p50Need), pct(p50Need, d.RPS))
 }
