@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/hashicorp/yamux"
 	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/stretchr/testify/require"
 )
 
@@ -31,17 +32,16 @@ type echoed struct {
 	Body   string              `json:"body"`
 }
 
+// echoService is a local service answering 201 with what it saw.
 func echoService(t *testing.T) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpService(t, func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("X-Service", "echo")
 		w.Header().Add("Set-Cookie", "a=1")
 		w.Header().Add("Set-Cookie", "b=2")
 		w.WriteHeader(http.StatusCreated)
 		json.NewEncoder(w).Encode(echoed{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Host, r.Header, string(body)})
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	})
 }
 
 func TestHTTPRoundTripKeepsTheRequestIntact(t *testing.T) {
@@ -57,7 +57,7 @@ func TestHTTPRoundTripKeepsTheRequestIntact(t *testing.T) {
 	cfg.Connect.Token = "s3cret"
 	a := startAgent(t, cfg)
 	waitRegistered(t, a)
-	require.Equal(t, 1, a.logs.count(`"endpoint registered"`, `"endpoint":"by-port"`))
+	require.Equal(t, 1, a.logs.Count(`"endpoint registered"`, `"endpoint":"by-port"`))
 	require.Equal(t, "Bearer s3cret", server.authFor("by-url"))
 
 	for id, prefix := range map[string]string{"by-port": "", "by-hostport": "", "by-url": "/base"} {
@@ -94,7 +94,7 @@ func TestHTTPRoundTripKeepsTheRequestIntact(t *testing.T) {
 func TestHTTPStreamsBothWays(t *testing.T) {
 	firstPartRead := make(chan struct{})
 	sendRest := make(chan struct{})
-	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	service := httpService(t, func(w http.ResponseWriter, r *http.Request) {
 		buf := make([]byte, len("part1"))
 		_, err := io.ReadFull(r.Body, buf)
 		if err != nil || string(buf) != "part1" {
@@ -108,11 +108,8 @@ func TestHTTPStreamsBothWays(t *testing.T) {
 		w.(http.Flusher).Flush()
 		<-sendRest
 		io.WriteString(w, "done")
-	}))
-	t.Cleanup(service.Close)
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "stream", Protocol: "http", Addr: service.URL}))
-	waitRegistered(t, a)
+	})
+	server, _ := serveEndpoint(t, Endpoint{ID: "stream", Protocol: "http", Addr: service.URL})
 
 	bodyReader, bodyWriter := io.Pipe()
 	req, err := http.NewRequest(http.MethodPost, "http://stream.example.com/upload", bodyReader)
@@ -149,26 +146,8 @@ func TestHTTPStreamsBothWays(t *testing.T) {
 }
 
 func TestWebSocketUpgradePassesThrough(t *testing.T) {
-	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, msg, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if err := c.Write(r.Context(), typ, append([]byte("echo: "), msg...)); err != nil {
-				return
-			}
-		}
-	}))
-	t.Cleanup(service.Close)
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "ws", Protocol: "http", Addr: service.URL}))
-	waitRegistered(t, a)
+	service := httpService(t, testutil.WebSocketEcho)
+	server, _ := serveEndpoint(t, Endpoint{ID: "ws", Protocol: "http", Addr: service.URL})
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -184,14 +163,12 @@ func TestWebSocketUpgradePassesThrough(t *testing.T) {
 }
 
 func TestTCPEndpointPipesWithHalfClose(t *testing.T) {
-	echo := listenTCP(t, func(c net.Conn) {
+	echo := testutil.ServeTCP(t, func(c net.Conn) {
 		data, _ := io.ReadAll(c) // until the client's half-close
 		c.Write([]byte(strings.ToUpper(string(data))))
 		c.(*net.TCPConn).CloseWrite()
 	})
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "tcp-echo", Protocol: "tcp", Addr: echo.Addr().String()}))
-	waitRegistered(t, a)
+	server, _ := serveEndpoint(t, Endpoint{ID: "tcp-echo", Protocol: "tcp", Addr: echo.Addr().String()})
 
 	sess := server.session("tcp-echo", 1)
 	for range 3 { // one stream per proxied connection, each a new local connection
@@ -211,9 +188,7 @@ func TestLocalServiceDownGives502(t *testing.T) {
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "down", Protocol: "http", Addr: addr}))
-	waitRegistered(t, a)
+	server, _ := serveEndpoint(t, Endpoint{ID: "down", Protocol: "http", Addr: addr})
 
 	resp, err := client(server.session("down", 1)).Get("http://down.example.com/")
 	require.NoError(t, err)
@@ -235,11 +210,8 @@ func TestReconnectsAfterTheServerClosesTheConnection(t *testing.T) {
 		"after a short-lived connection": {time.Hour, `"upstream connection ended soon after it was made; reconnecting"`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			service := echoService(t)
-			server := newUpstreamServer(t)
-			a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "again", Protocol: "http", Addr: service.URL}),
+			server, a := serveEndpoint(t, Endpoint{ID: "again", Protocol: "http", Addr: echoService(t).URL},
 				func(a *Agent) { a.healthyAfter = tc.healthyAfter })
-			waitRegistered(t, a)
 
 			for n := 1; n <= 3; n++ {
 				sess := server.session("again", n)
@@ -253,8 +225,8 @@ func TestReconnectsAfterTheServerClosesTheConnection(t *testing.T) {
 			require.NoError(t, err)
 			resp.Body.Close()
 			require.Equal(t, http.StatusCreated, resp.StatusCode)
-			require.Equal(t, 4, a.logs.count(`"endpoint registered"`))
-			require.Equal(t, 3, a.logs.count(tc.logged, `"reason":"connection closed"`))
+			require.Equal(t, 4, a.logs.Count(`"endpoint registered"`))
+			require.Equal(t, 3, a.logs.Count(tc.logged, `"reason":"connection closed"`))
 		})
 	}
 }
@@ -262,30 +234,17 @@ func TestReconnectsAfterTheServerClosesTheConnection(t *testing.T) {
 func TestReconnectsAtGoAwayWhileTheOldConnectionFinishes(t *testing.T) {
 	inFlight := make(chan struct{})
 	release := make(chan struct{})
-	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	service := httpService(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			close(inFlight)
 			<-release
 		}
 		io.WriteString(w, "ok "+r.URL.Path)
-	}))
-	t.Cleanup(service.Close)
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "drain", Protocol: "http", Addr: service.URL}))
-	waitRegistered(t, a)
+	})
+	server, _ := serveEndpoint(t, Endpoint{ID: "drain", Protocol: "http", Addr: service.URL})
 	old := server.session("drain", 1)
 
-	slow := make(chan string, 1)
-	go func() {
-		resp, err := client(old).Get("http://drain.example.com/slow")
-		if err != nil {
-			slow <- err.Error()
-			return
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		slow <- string(b)
-	}()
+	slow := getInBackground(old, "http://drain.example.com/slow")
 	<-inFlight
 
 	// The server restarts: it tells the agent to go away but keeps
@@ -305,15 +264,12 @@ func TestReconnectsAtGoAwayWhileTheOldConnectionFinishes(t *testing.T) {
 }
 
 func TestReconnectsWhenTheServerComesBack(t *testing.T) {
-	service := echoService(t)
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "phoenix", Protocol: "http", Addr: service.URL}))
-	waitRegistered(t, a)
+	server, a := serveEndpoint(t, Endpoint{ID: "phoenix", Protocol: "http", Addr: echoService(t).URL})
 	server.session("phoenix", 1)
 
 	addr := server.srv.Listener.Addr().String()
 	server.stop()
-	failed := func() int { return a.logs.count(`cannot connect to the server`, `"endpoint":"phoenix"`) }
+	failed := func() int { return a.logs.Count(`cannot connect to the server`, `"endpoint":"phoenix"`) }
 	require.Eventually(t, func() bool { return failed() >= 2 }, waitFor, tick)
 	server.restartAt(addr)
 
@@ -331,22 +287,11 @@ func TestRefusedConnectionsAreRetriedOftenWhateverTheOutage(t *testing.T) {
 	l.Close() // the server is down from the start
 	a := startAgent(t, agentConfig("http://"+addr, Endpoint{ID: "patient", Protocol: "tcp", Addr: "1"}))
 
-	refused := func() int { return a.logs.count("cannot connect to the server", "connection refused") }
+	refused := func() int { return a.logs.Count("cannot connect to the server", "connection refused") }
 	require.Eventually(t, func() bool { return refused() >= 6 }, waitFor, tick)
-	a.logs.mu.Lock()
-	for _, line := range a.logs.lines {
-		if !strings.Contains(line, "connection refused") {
-			continue
-		}
-		var rec struct {
-			RetryIn string `json:"retry_in"`
-		}
-		require.NoError(t, json.Unmarshal([]byte(line), &rec))
-		d, err := time.ParseDuration(rec.RetryIn)
-		require.NoError(t, err)
+	for _, d := range retryDelays(t, a.logs, "connection refused") {
 		require.LessOrEqual(t, d, 400*time.Millisecond, "a refused connection is retried within 400 ms however long it lasts")
 	}
-	a.logs.mu.Unlock()
 
 	server := newUpstreamServer(t)
 	server.stop()
@@ -365,23 +310,11 @@ func TestDrainingServerIsRetriedOftenHoweverLongItDrains(t *testing.T) {
 	waitRegistered(t, a)
 	require.Equal(t, len(refusals)+1, server.attemptsFor("patient"))
 
-	a.logs.mu.Lock()
-	defer a.logs.mu.Unlock()
-	retries := 0
-	for _, line := range a.logs.lines {
-		if !strings.Contains(line, "test refusal of patient") {
-			continue
-		}
-		var rec struct {
-			RetryIn string `json:"retry_in"`
-		}
-		require.NoError(t, json.Unmarshal([]byte(line), &rec))
-		d, err := time.ParseDuration(rec.RetryIn)
-		require.NoError(t, err)
+	delays := retryDelays(t, a.logs, "test refusal of patient")
+	for _, d := range delays {
 		require.LessOrEqual(t, d, 400*time.Millisecond, "a 503 (server shutting down) is retried within 400 ms however long it lasts")
-		retries++
 	}
-	require.Equal(t, len(refusals), retries)
+	require.Len(t, delays, len(refusals))
 }
 
 func TestBackoffGrowsAndIsCapped(t *testing.T) {
@@ -412,7 +345,7 @@ func TestBadRequestRefusalIsPermanent(t *testing.T) {
 	))
 	fine := server.session("fine", 1)
 	release()
-	err := a.wait(t)
+	err := a.Wait(t)
 	require.Error(t, err)
 	require.ErrorContains(t, err, `endpoint "rejected"`)
 	require.ErrorContains(t, err, "400 test refusal of rejected")
@@ -432,36 +365,23 @@ func TestServerErrorsAndOtherRefusalsAreRetried(t *testing.T) {
 	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "flaky", Protocol: "http", Addr: service.URL}))
 	waitRegistered(t, a)
 	require.Equal(t, 4, server.attemptsFor("flaky"))
-	require.Equal(t, 1, a.logs.count(`"cannot connect to the server; retrying"`, "401 test refusal of flaky", "connect.token"))
+	require.Equal(t, 1, a.logs.Count(`"cannot connect to the server; retrying"`, "401 test refusal of flaky", "connect.token"))
 }
 
 func TestShutdownFinishesInFlightRequests(t *testing.T) {
 	inFlight := make(chan struct{})
 	release := make(chan struct{})
-	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	service := httpService(t, func(w http.ResponseWriter, r *http.Request) {
 		close(inFlight)
 		<-release
 		io.WriteString(w, "finished")
-	}))
-	t.Cleanup(service.Close)
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "graceful", Protocol: "http", Addr: service.URL}))
-	waitRegistered(t, a)
+	})
+	server, a := serveEndpoint(t, Endpoint{ID: "graceful", Protocol: "http", Addr: service.URL})
 	sess := server.session("graceful", 1)
 
-	result := make(chan string, 1)
-	go func() {
-		resp, err := client(sess).Get("http://graceful.example.com/")
-		if err != nil {
-			result <- err.Error()
-			return
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		result <- string(b)
-	}()
+	result := getInBackground(sess, "http://graceful.example.com/")
 	<-inFlight
-	a.cancel() // SIGTERM
+	a.Cancel() // SIGTERM
 
 	// The agent refuses new streams at once...
 	require.Eventually(t, func() bool {
@@ -472,25 +392,24 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 		return errors.Is(err, yamux.ErrRemoteGoAway)
 	}, waitFor, tick)
 	select {
-	case <-a.result:
+	case <-a.Done():
 		t.Fatal("Run returned while a request was in flight")
 	default:
 	}
 	// ...finishes the in-flight one, then exits cleanly.
 	close(release)
 	require.Equal(t, "finished", <-result)
-	require.NoError(t, a.wait(t))
+	require.NoError(t, a.Wait(t))
 	requireClosed(t, sess, "the agent closes its drained connection")
 }
 
 func TestGracePeriodBoundsShutdown(t *testing.T) {
 	inFlight := make(chan struct{})
 	release := make(chan struct{})
-	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	service := httpService(t, func(w http.ResponseWriter, r *http.Request) {
 		close(inFlight)
 		<-release
-	}))
-	t.Cleanup(service.Close)
+	})
 	t.Cleanup(func() { close(release) }) // runs before service.Close
 	server := newUpstreamServer(t)
 	cfg := agentConfig(server.url(), Endpoint{ID: "stuck", Protocol: "http", Addr: service.URL})
@@ -508,14 +427,14 @@ func TestGracePeriodBoundsShutdown(t *testing.T) {
 		errCh <- err
 	}()
 	<-inFlight
-	require.NoError(t, a.stop(t), "Run returns once the grace period is over")
+	require.NoError(t, a.Stop(t), "Run returns once the grace period is over")
 	require.Error(t, <-errCh, "the request still in flight is cut off")
-	require.Equal(t, 1, a.logs.count("grace period over"))
+	require.Equal(t, 1, a.logs.Count("grace period over"))
 }
 
 func TestSeveralEndpointsFromYAML(t *testing.T) {
 	service := echoService(t)
-	echo := listenTCP(t, func(c net.Conn) { io.Copy(c, c) })
+	echo := testutil.ServeTCP(t, func(c net.Conn) { io.Copy(c, c) })
 	server := newUpstreamServer(t)
 	path := filepath.Join(t.TempDir(), "agent.yaml")
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(service.URL, "http://"))

@@ -26,7 +26,7 @@ func TestTokenFileIsReadForEveryConnection(t *testing.T) {
 	require.NoError(t, server.session("web", 1).Close())
 	server.session("web", 2)
 	require.Equal(t, "Bearer second-token", server.authFor("web"))
-	require.Zero(t, a.logs.count("-token"), "tokens are never logged")
+	require.Zero(t, a.logs.Count("-token"), "tokens are never logged")
 }
 
 func TestMissingTokenFileIsAConfigurationError(t *testing.T) {

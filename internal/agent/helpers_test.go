@@ -18,6 +18,7 @@ import (
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/logging"
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/stretchr/testify/require"
 )
 
@@ -221,36 +222,6 @@ func (b streamBody) Close() error {
 	return b.stream.Close()
 }
 
-// logRecorder collects JSON log lines.
-type logRecorder struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (r *logRecorder) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lines = append(r.lines, strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
-// count returns how many lines contain every one of subs.
-func (r *logRecorder) count(subs ...string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-next:
-	for _, l := range r.lines {
-		for _, s := range subs {
-			if !strings.Contains(l, s) {
-				continue next
-			}
-		}
-		n++
-	}
-	return n
-}
-
 // agentConfig returns a valid configuration pointing at url.
 func agentConfig(url string, endpoints ...Endpoint) Config {
 	cfg := config.DefaultAgent()
@@ -263,52 +234,20 @@ func agentConfig(url string, endpoints ...Endpoint) Config {
 // runningAgent is an agent running in the background of a test.
 type runningAgent struct {
 	*Agent
-	logs   *logRecorder
-	cancel context.CancelFunc
-	result chan error
+	*testutil.Running
+	logs *testutil.LogBuffer
 }
 
 // startAgent runs an agent until the test ends.
 func startAgent(t testing.TB, cfg Config, options ...func(*Agent)) *runningAgent {
 	t.Helper()
-	logs := &logRecorder{}
+	logs := &testutil.LogBuffer{}
 	a, err := New(cfg, logging.New(logs, slog.LevelDebug, nil))
 	require.NoError(t, err)
 	for _, o := range options {
 		o(a)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningAgent{Agent: a, logs: logs, cancel: cancel, result: make(chan error, 1)}
-	go func() { r.result <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-r.result:
-		case <-time.After(waitFor):
-			t.Error("agent did not stop")
-		}
-	})
-	return r
-}
-
-// stop cancels the agent and returns Run's result.
-func (r *runningAgent) stop(t *testing.T) error {
-	t.Helper()
-	r.cancel()
-	return r.wait(t)
-}
-
-// wait returns Run's result.
-func (r *runningAgent) wait(t *testing.T) error {
-	t.Helper()
-	select {
-	case err := <-r.result:
-		r.result <- err // keep it for the cleanup
-		return err
-	case <-time.After(waitFor):
-		t.Fatal("agent did not stop")
-		return nil
-	}
+	return &runningAgent{Agent: a, Running: testutil.Go(t, "agent", a.Run), logs: logs}
 }
 
 func waitRegistered(t *testing.T, a *runningAgent) {
@@ -318,29 +257,57 @@ func waitRegistered(t *testing.T, a *runningAgent) {
 	require.NoError(t, a.WaitRegistered(ctx))
 }
 
-// listenTCP starts a TCP server on loopback running handle per connection.
-func listenTCP(t *testing.T, handle func(net.Conn)) net.Listener {
+// serveEndpoint starts an upstream server and an agent registering ep
+// with it, and waits until the endpoint is registered.
+func serveEndpoint(t *testing.T, ep Endpoint, options ...func(*Agent)) (*upstreamServer, *runningAgent) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-	})
+	server := newUpstreamServer(t)
+	a := startAgent(t, agentConfig(server.url(), ep), options...)
+	waitRegistered(t, a)
+	return server, a
+}
+
+// httpService is a local HTTP service running h until the test ends.
+func httpService(t *testing.T, h http.HandlerFunc) *httptest.Server {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// getInBackground GETs url through sess in a goroutine and delivers the
+// response body, or the error's text.
+func getInBackground(sess *yamux.Session, url string) <-chan string {
+	result := make(chan string, 1)
 	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				handle(c)
-			})
+		resp, err := client(sess).Get(url)
+		if err != nil {
+			result <- err.Error()
+			return
 		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		result <- string(b)
 	}()
-	return l
+	return result
+}
+
+// retryDelays returns the retry_in of every log line containing sub.
+func retryDelays(t *testing.T, logs *testutil.LogBuffer, sub string) []time.Duration {
+	t.Helper()
+	var delays []time.Duration
+	for _, line := range logs.Lines() {
+		if !strings.Contains(line, sub) {
+			continue
+		}
+		var rec struct {
+			RetryIn string `json:"retry_in"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &rec))
+		d, err := time.ParseDuration(rec.RetryIn)
+		require.NoError(t, err)
+		delays = append(delays, d)
+	}
+	return delays
 }
 
 // requireClosed fails unless sess closes soon.

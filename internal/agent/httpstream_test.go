@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/stretchr/testify/require"
 )
 
@@ -36,9 +37,7 @@ func TestLocalConnectionsAreKeptAlive(t *testing.T) {
 		io.Copy(io.Discard, r.Body)
 		fmt.Fprintf(w, "%s %s", r.Method, r.URL.Path)
 	})
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "ka", Protocol: "http", Addr: service.URL}))
-	waitRegistered(t, a)
+	server, _ := serveEndpoint(t, Endpoint{ID: "ka", Protocol: "http", Addr: service.URL})
 	c := client(server.session("ka", 1))
 
 	for i := range 20 {
@@ -64,7 +63,7 @@ func TestLocalConnectionTheServiceClosedIsReplaced(t *testing.T) {
 	// A service that closes every connection right after its response,
 	// without saying so: the agent's kept connection is dead when reused.
 	var accepted atomic.Int32
-	service := listenTCP(t, func(c net.Conn) {
+	service := testutil.ServeTCP(t, func(c net.Conn) {
 		accepted.Add(1)
 		req, err := http.ReadRequest(bufio.NewReader(c))
 		if err != nil {
@@ -72,9 +71,7 @@ func TestLocalConnectionTheServiceClosedIsReplaced(t *testing.T) {
 		}
 		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path)
 	})
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "closer", Protocol: "http", Addr: service.Addr().String()}))
-	waitRegistered(t, a)
+	server, _ := serveEndpoint(t, Endpoint{ID: "closer", Protocol: "http", Addr: service.Addr().String()})
 	c := client(server.session("closer", 1))
 	for i := range 5 {
 		resp, err := c.Get(fmt.Sprintf("http://closer.example.com/r%d", i))
@@ -89,9 +86,7 @@ func TestLocalConnectionTheServiceClosedIsReplaced(t *testing.T) {
 
 func TestStreamCarriesSeveralRequestsWhenKeptAlive(t *testing.T) {
 	service := echoService(t)
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "reuse", Protocol: "http", Addr: service.URL}))
-	waitRegistered(t, a)
+	server, _ := serveEndpoint(t, Endpoint{ID: "reuse", Protocol: "http", Addr: service.URL})
 
 	stream, err := server.session("reuse", 1).OpenStream()
 	require.NoError(t, err)
@@ -116,17 +111,14 @@ func TestStreamCarriesSeveralRequestsWhenKeptAlive(t *testing.T) {
 
 func TestTrailersPassBothWays(t *testing.T) {
 	gotTrailer := make(chan string, 1)
-	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	service := httpService(t, func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		gotTrailer <- r.Trailer.Get("X-Request-Sum")
 		w.Header().Set("Trailer", "X-Response-Sum")
 		io.WriteString(w, "body")
 		w.Header().Set("X-Response-Sum", "99")
-	}))
-	t.Cleanup(service.Close)
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "trailers", Protocol: "http", Addr: service.URL}))
-	waitRegistered(t, a)
+	})
+	server, _ := serveEndpoint(t, Endpoint{ID: "trailers", Protocol: "http", Addr: service.URL})
 
 	req, err := http.NewRequest(http.MethodPost, "http://trailers.example.com/", io.NopCloser(strings.NewReader("payload")))
 	require.NoError(t, err)
@@ -153,9 +145,7 @@ func TestResponsesWithoutBody(t *testing.T) {
 			w.WriteHeader(http.StatusNotModified)
 		}
 	})
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "nobody", Protocol: "http", Addr: service.URL}))
-	waitRegistered(t, a)
+	server, _ := serveEndpoint(t, Endpoint{ID: "nobody", Protocol: "http", Addr: service.URL})
 	c := client(server.session("nobody", 1))
 
 	resp, err := c.Head("http://nobody.example.com/head")
@@ -174,17 +164,14 @@ func TestResponsesWithoutBody(t *testing.T) {
 }
 
 func TestServiceAnsweringBeforeReadingTheBody(t *testing.T) {
-	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	service := httpService(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/upload" {
 			http.Error(w, "too large", http.StatusRequestEntityTooLarge) // body never read
 			return
 		}
 		io.WriteString(w, "fine")
-	}))
-	t.Cleanup(service.Close)
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "early", Protocol: "http", Addr: service.URL}))
-	waitRegistered(t, a)
+	})
+	server, _ := serveEndpoint(t, Endpoint{ID: "early", Protocol: "http", Addr: service.URL})
 	c := client(server.session("early", 1))
 
 	resp, err := c.Post("http://early.example.com/upload", "application/octet-stream", strings.NewReader(strings.Repeat("x", 4<<20)))
@@ -200,16 +187,14 @@ func TestServiceAnsweringBeforeReadingTheBody(t *testing.T) {
 }
 
 func TestBodyCutByTheServiceShowsAsTruncated(t *testing.T) {
-	service := listenTCP(t, func(c net.Conn) {
+	service := testutil.ServeTCP(t, func(c net.Conn) {
 		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
 			return
 		}
 		// An unknown length, then the connection ends mid-body.
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
 	})
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "cut", Protocol: "http", Addr: service.Addr().String()}))
-	waitRegistered(t, a)
+	server, _ := serveEndpoint(t, Endpoint{ID: "cut", Protocol: "http", Addr: service.Addr().String()})
 
 	resp, err := client(server.session("cut", 1)).Get("http://cut.example.com/")
 	require.NoError(t, err)
@@ -226,10 +211,8 @@ func TestHTTPSLocalService(t *testing.T) {
 	t.Cleanup(service.Close)
 	roots := x509.NewCertPool()
 	roots.AddCert(service.Certificate())
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "secure", Protocol: "http", Addr: service.URL + "/api"}),
+	server, _ := serveEndpoint(t, Endpoint{ID: "secure", Protocol: "http", Addr: service.URL + "/api"},
 		func(a *Agent) { a.endpoints[0].server.(*httpServer).localTLS.RootCAs = roots })
-	waitRegistered(t, a)
 
 	resp, err := client(server.session("secure", 1)).Get("http://secure.example.com/v1")
 	require.NoError(t, err)
@@ -240,9 +223,7 @@ func TestHTTPSLocalService(t *testing.T) {
 
 func TestTargetPathWithTrailingSlash(t *testing.T) {
 	service := echoService(t)
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "slash", Protocol: "http", Addr: service.URL + "/base/"}))
-	waitRegistered(t, a)
+	server, _ := serveEndpoint(t, Endpoint{ID: "slash", Protocol: "http", Addr: service.URL + "/base/"})
 	c := client(server.session("slash", 1))
 	for path, want := range map[string]string{"/p?a=1": `"path":"/base/p","query":"a=1"`, "/": `"path":"/base/","query":""`} {
 		resp, err := c.Get("http://slash.example.com" + path)
@@ -255,15 +236,12 @@ func TestTargetPathWithTrailingSlash(t *testing.T) {
 
 func TestSmallBodyStillArrivingStreams(t *testing.T) {
 	entered := make(chan struct{})
-	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	service := httpService(t, func(w http.ResponseWriter, r *http.Request) {
 		close(entered) // the head arrived before the whole body
 		body, _ := io.ReadAll(r.Body)
 		io.WriteString(w, string(body))
-	}))
-	t.Cleanup(service.Close)
-	server := newUpstreamServer(t)
-	a := startAgent(t, agentConfig(server.url(), Endpoint{ID: "slow-body", Protocol: "http", Addr: service.URL}))
-	waitRegistered(t, a)
+	})
+	server, _ := serveEndpoint(t, Endpoint{ID: "slow-body", Protocol: "http", Addr: service.URL})
 
 	stream, err := server.session("slow-body", 1).OpenStream()
 	require.NoError(t, err)
