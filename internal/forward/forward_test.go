@@ -1,7 +1,6 @@
 package forward
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/logging"
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/stretchr/testify/require"
 )
 
@@ -87,54 +87,31 @@ func (p *proxyPort) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-type logRecorder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (r *logRecorder) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.b.Write(p)
-}
-
-func (r *logRecorder) String() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.b.String()
-}
-
+// running is a forwarder to a proxy port of its own, serving in the
+// background of a test.
 type running struct {
 	*Forwarder
-	logs   *logRecorder
-	cancel context.CancelFunc
-	result chan error
+	*testutil.Running
+	proxy *proxyPort
+	logs  *testutil.LogBuffer
 }
 
-func start(t *testing.T, proxyURL, endpoint string, edit ...func(*config.Forward)) *running {
+// start runs a forwarder to endpoint on a new proxy port until the test
+// ends.
+func start(t *testing.T, endpoint string, edit ...func(*config.Forward)) *running {
 	t.Helper()
+	proxy := newProxyPort(t)
 	cfg := config.DefaultForward()
-	cfg.Connect.URL = proxyURL
+	cfg.Connect.URL = proxy.srv.URL
 	cfg.GracePeriod = 5 * time.Second
 	for _, e := range edit {
 		e(cfg)
 	}
-	logs := &logRecorder{}
+	logs := &testutil.LogBuffer{}
 	f, err := Listen(*cfg, "127.0.0.1:0", endpoint, logging.New(logs, slog.LevelDebug, nil))
 	require.NoError(t, err)
 	f.linger = 100 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{Forwarder: f, logs: logs, cancel: cancel, result: make(chan error, 1)}
-	go func() { r.result <- f.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-r.result:
-		case <-time.After(waitFor):
-			t.Error("forwarder did not stop")
-		}
-	})
-	return r
+	return &running{Forwarder: f, Running: testutil.Go(t, "forwarder", f.Serve), proxy: proxy, logs: logs}
 }
 
 func (r *running) dial(t *testing.T) *net.TCPConn {
@@ -145,21 +122,19 @@ func (r *running) dial(t *testing.T) *net.TCPConn {
 	return c.(*net.TCPConn)
 }
 
-func (r *running) stopped(t *testing.T) error {
+// requireEcho sends msg on c and requires it back.
+func requireEcho(t *testing.T, c net.Conn, msg string, msgAndArgs ...any) {
 	t.Helper()
-	select {
-	case err := <-r.result:
-		r.result <- err
-		return err
-	case <-time.After(waitFor):
-		t.Fatal("forwarder did not stop")
-		return nil
-	}
+	_, err := io.WriteString(c, msg)
+	require.NoError(t, err)
+	got := make([]byte, len(msg))
+	_, err = io.ReadFull(c, got)
+	require.NoError(t, err)
+	require.Equal(t, msg, string(got), msgAndArgs...)
 }
 
 func TestForwardsTCPThroughTheProxyPort(t *testing.T) {
-	proxy := newProxyPort(t)
-	f := start(t, proxy.srv.URL, "echo", func(c *config.Forward) { c.Connect.Token = "tok" })
+	f := start(t, "echo", func(c *config.Forward) { c.Connect.Token = "tok" })
 
 	var wg sync.WaitGroup
 	for i := range 5 {
@@ -180,22 +155,20 @@ func TestForwardsTCPThroughTheProxyPort(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	proxy.mu.Lock()
-	defer proxy.mu.Unlock()
-	require.Equal(t, "Bearer tok", proxy.auth)
+	f.proxy.mu.Lock()
+	defer f.proxy.mu.Unlock()
+	require.Equal(t, "Bearer tok", f.proxy.auth)
 }
 
 func TestUpstreamHangUpReachesTheClient(t *testing.T) {
-	proxy := newProxyPort(t)
-	f := start(t, proxy.srv.URL, "greeter")
+	f := start(t, "greeter")
 	got, err := io.ReadAll(f.dial(t))
 	require.NoError(t, err, "the client sees a clean end of stream")
 	require.Equal(t, "hello from upstream", string(got))
 }
 
 func TestClientHalfCloseKeepsTheResponseFlowing(t *testing.T) {
-	proxy := newProxyPort(t)
-	f := start(t, proxy.srv.URL, "reverse3")
+	f := start(t, "reverse3")
 	c := f.dial(t)
 	_, err := io.WriteString(c, "abc")
 	require.NoError(t, err)
@@ -206,22 +179,17 @@ func TestClientHalfCloseKeepsTheResponseFlowing(t *testing.T) {
 }
 
 func TestClientCloseReleasesTheUpstreamConnection(t *testing.T) {
-	proxy := newProxyPort(t)
-	f := start(t, proxy.srv.URL, "echo")
+	f := start(t, "echo")
 	c := f.dial(t)
-	_, err := io.WriteString(c, "hi")
-	require.NoError(t, err)
-	_, err = io.ReadFull(c, make([]byte, 2))
-	require.NoError(t, err)
-	require.Equal(t, 1, proxy.openConns())
+	requireEcho(t, c, "hi")
+	require.Equal(t, 1, f.proxy.openConns())
 	require.NoError(t, c.Close())
-	require.Eventually(t, func() bool { return proxy.openConns() == 0 }, waitFor, tick,
+	require.Eventually(t, func() bool { return f.proxy.openConns() == 0 }, waitFor, tick,
 		"the WebSocket closes once the client is gone and the answer idle")
 }
 
 func TestRefusedConnectionIsClosedAndLogged(t *testing.T) {
-	proxy := newProxyPort(t)
-	f := start(t, proxy.srv.URL, "missing")
+	f := start(t, "missing")
 	c := f.dial(t)
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(waitFor)))
 	n, err := c.Read(make([]byte, 1))
@@ -232,16 +200,11 @@ func TestRefusedConnectionIsClosedAndLogged(t *testing.T) {
 }
 
 func TestShutdownLetsOpenConnectionsFinish(t *testing.T) {
-	proxy := newProxyPort(t)
-	f := start(t, proxy.srv.URL, "echo")
+	f := start(t, "echo")
 	c := f.dial(t)
-	_, err := io.WriteString(c, "before")
-	require.NoError(t, err)
-	got := make([]byte, 6)
-	_, err = io.ReadFull(c, got)
-	require.NoError(t, err)
+	requireEcho(t, c, "before")
 
-	f.cancel() // SIGTERM
+	f.Cancel() // SIGTERM
 	require.Eventually(t, func() bool {
 		c, err := net.Dial("tcp", f.Addr().String())
 		if err == nil {
@@ -249,33 +212,24 @@ func TestShutdownLetsOpenConnectionsFinish(t *testing.T) {
 		}
 		return err != nil
 	}, waitFor, tick, "the listener closes at once")
-	_, err = io.WriteString(c, "during")
-	require.NoError(t, err)
-	_, err = io.ReadFull(c, got)
-	require.NoError(t, err)
-	require.Equal(t, "during", string(got), "open connections keep working while draining")
+	requireEcho(t, c, "during", "open connections keep working while draining")
 	select {
-	case <-f.result:
+	case <-f.Done():
 		t.Fatal("Serve returned while a connection was open")
 	default:
 	}
 	c.Close()
-	require.NoError(t, f.stopped(t))
+	require.NoError(t, f.Wait(t))
 }
 
 func TestGracePeriodClosesLingeringConnections(t *testing.T) {
-	proxy := newProxyPort(t)
-	f := start(t, proxy.srv.URL, "echo", func(c *config.Forward) { c.GracePeriod = 50 * time.Millisecond })
+	f := start(t, "echo", func(c *config.Forward) { c.GracePeriod = 50 * time.Millisecond })
 	c := f.dial(t)
-	_, err := io.WriteString(c, "x")
-	require.NoError(t, err)
-	_, err = io.ReadFull(c, make([]byte, 1))
-	require.NoError(t, err)
+	requireEcho(t, c, "x")
 
-	f.cancel()
-	require.NoError(t, f.stopped(t))
+	require.NoError(t, f.Stop(t))
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(waitFor)))
-	_, err = c.Read(make([]byte, 1))
+	_, err := c.Read(make([]byte, 1))
 	require.Error(t, err, "the lingering connection was closed")
 	require.Contains(t, f.logs.String(), "grace period over")
 }
