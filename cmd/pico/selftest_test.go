@@ -151,3 +151,49 @@ func TestSelftestOverProxyAndUpstreamTLSWithTokens(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "upstream.token_file (--upstream.token-file)")
 }
+
+// TestSelftestOverMutualTLS runs `pico selftest` with the flags the chart's test pod gets from
+// proxy.tls.clientSecret and upstream.tls.clientSecret against a real `pico server` whose
+// proxy and upstream ports require client certificates.
+func TestSelftestOverMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, clientCA := tlstest.NewCA(t, "pico CA"), tlstest.NewCA(t, "pico clients CA")
+	cert := ca.Server(t, "pico").Write(t, dir, "tls")
+	client := clientCA.Client(t, "helm-test").Write(t, dir, "client")
+	caFile := tlstest.WriteFile(t, dir, "ca.crt", ca.PEM)
+	clientCAs := tlstest.WriteFile(t, dir, "client-cas.crt", clientCA.PEM)
+
+	a := startSecuredServer(t,
+		"--proxy.tls.cert", cert.Cert, "--proxy.tls.key", cert.Key, "--proxy.tls.client-cas", clientCAs,
+		"--upstream.tls.cert", cert.Cert, "--upstream.tls.key", cert.Key, "--upstream.tls.client-cas", clientCAs)
+	selftest := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := runSelftest(append([]string{"--expect-members", "1", "--admin-url", "http://" + a.Admin,
+			"--proxy-url", "https://" + a.Proxy, "--proxy.tls.ca", caFile,
+			"--upstream-url", "https://" + a.Upstream, "--upstream.tls.ca", caFile,
+			"--requests", "2", "--timeout", "30s"}, args...), &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	proxyCert := []string{"--proxy.tls.cert", client.Cert, "--proxy.tls.key", client.Key}
+	upstreamCert := []string{"--upstream.tls.cert", client.Cert, "--upstream.tls.key", client.Key}
+
+	code, stdout, stderr := selftest(append(proxyCert, upstreamCert...)...)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "routing: 2 consecutive requests through https://"+a.Proxy+" reached the test upstream")
+	assert.Contains(t, stdout, "pico selftest: PASS")
+
+	code, _, stderr = selftest(proxyCert...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "pico selftest: FAIL: routing: registering endpoint selftest-")
+	assert.Contains(t, stderr, "the upstream port requires a client certificate (upstream.tls.client_cas): pass --upstream.tls.cert and --upstream.tls.key")
+	assert.Equal(t, 1, strings.Count(strings.TrimSpace(stderr), "\n")+1, "one line: %q", stderr)
+
+	code, stdout, stderr = selftest(upstreamCert...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stdout, "routing: agent registered endpoint selftest-")
+	assert.Contains(t, stderr, "the proxy port requires a client certificate (proxy.tls.client_cas): pass --proxy.tls.cert and --proxy.tls.key")
+
+	code, _, stderr = selftest(append(upstreamCert, "--proxy.tls.cert", client.Cert)...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "proxy.tls.cert (--proxy.tls.cert) and proxy.tls.key (--proxy.tls.key) must be set together")
+}
