@@ -163,32 +163,50 @@ func (m *testMember) Leave(time.Duration) error {
 
 func (m *testMember) Shutdown() error { return nil }
 
-// startNode starts a server named id in c.
-func startNode(t *testing.T, c *testCluster, id string, opts ...Option) *testServer {
+// member is the membership of s in c.
+func (c *testCluster) member(s *testServer) *testMember {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[s.ID()]
+}
+
+// startNode starts a server named id in c, configured further by edits.
+func startNode(t *testing.T, c *testCluster, id string, edits ...func(*config.Server)) *testServer {
 	return startServer(t, serverSetup{
-		cfg:  func(cfg *config.Server) { cfg.Cluster.NodeID = id },
-		opts: append([]Option{WithMembership(c.factory)}, opts...),
+		cfg: func(cfg *config.Server) {
+			cfg.Cluster.NodeID = id
+			for _, edit := range edits {
+				edit(cfg)
+			}
+		},
+		opts: []Option{WithMembership(c.factory)},
 	})
+}
+
+// forwardingPair starts node-a and node-b in a new test cluster, both
+// configured further by edits, serves endpoint from an echo agent on
+// node-a and waits until node-b routes endpoint there.
+func forwardingPair(t *testing.T, endpoint string, edits ...func(*config.Server)) (c *testCluster, a, b *testServer) {
+	t.Helper()
+	c = newTestCluster()
+	a = startNode(t, c, "node-a", edits...)
+	b = startNode(t, c, "node-b", edits...)
+	a.agent(endpoint, echoHandler(endpoint))
+	routable(t, c, b, endpoint)
+	return c, a, b
 }
 
 // routable waits until from routes endpoint to another node.
 func routable(t *testing.T, c *testCluster, from *testServer, endpoint string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		c.mu.Lock()
-		m := c.members[from.ID()]
-		c.mu.Unlock()
-		_, ok := m.PickRemote(endpoint)
+		_, ok := c.member(from).PickRemote(endpoint)
 		return ok
 	}, 5*time.Second, 5*time.Millisecond)
 }
 
 func TestForwardToNodeWithUpstream(t *testing.T) {
-	c := newTestCluster()
-	a := startNode(t, c, "node-a")
-	b := startNode(t, c, "node-b")
-	a.agent("far", echoHandler("far"))
-	routable(t, c, b, "far")
+	_, a, b := forwardingPair(t, "far")
 
 	req, err := http.NewRequest(http.MethodPut, b.proxyURL("/over/there?x=1"), strings.NewReader("payload"))
 	require.NoError(t, err)
@@ -207,31 +225,23 @@ func TestForwardToNodeWithUpstream(t *testing.T) {
 		require.NotContains(t, h, "X-Pico-Forward", "forwarding headers never reach the upstream")
 	}
 
-	require.Eventually(t, func() bool { return len(b.logs.records("request")) == 1 && len(a.logs.records("request")) == 1 }, 5*time.Second, 5*time.Millisecond)
-	require.Equal(t, "node-a", b.logs.records("request")[0]["upstream_node"])
-	require.Equal(t, "node-b", a.logs.records("request")[0]["forwarded_by"])
+	require.Eventually(t, func() bool { return len(b.logs.Records("request")) == 1 && len(a.logs.Records("request")) == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Equal(t, "node-a", b.logs.Records("request")[0]["upstream_node"])
+	require.Equal(t, "node-b", a.logs.Records("request")[0]["forwarded_by"])
 }
 
 func TestForgedForwardingHeadersAreStripped(t *testing.T) {
-	c := newTestCluster()
-	a := startNode(t, c, "node-a")
-	b := startNode(t, c, "node-b")
-	a.agent("ep", echoHandler("ep"))
-	routable(t, c, b, "ep")
+	_, a, b := forwardingPair(t, "ep")
 
+	forged := http.Header{
+		proxy.ForwardedByHeader:      {"node-a"},
+		proxy.ForwardSignatureHeader: {"forged"},
+		proxy.PikoForwardHeader:      {"true"},
+	}
 	for _, s := range []*testServer{a, b} {
-		req, err := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
-		require.NoError(t, err)
-		req.Header.Set("X-Pico-Endpoint", "ep")
-		req.Header.Set(proxy.ForwardedByHeader, "node-a")
-		req.Header.Set(proxy.ForwardSignatureHeader, "forged")
-		req.Header.Set(proxy.PikoForwardHeader, "true")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
 		// On b (no local upstream) a trusted claim would have meant 502:
 		// the forged one is ignored and the request forwarded as usual.
-		e := decodeEcho(t, resp)
-		resp.Body.Close()
+		e := decodeEcho(t, s.getWith("ep", "/", forged))
 		for _, h := range []string{proxy.ForwardedByHeader, proxy.ForwardSignatureHeader, proxy.PikoForwardHeader} {
 			require.NotContains(t, e.Header, h, "reached the upstream through %s", s.ID())
 		}
@@ -239,28 +249,20 @@ func TestForgedForwardingHeadersAreStripped(t *testing.T) {
 }
 
 func TestStaleRouteRetriesAnotherNode(t *testing.T) {
-	c := newTestCluster()
-	a := startNode(t, c, "node-a")
-	b := startNode(t, c, "node-b")
+	c, _, b := forwardingPair(t, "moved")
 	stale := startNode(t, c, "node-stale")
-	a.agent("moved", echoHandler("moved"))
-	routable(t, c, b, "moved")
 	// Everyone believes node-stale still holds the endpoint.
 	c.claim("moved", cluster.Node{ID: stale.ID(), ProxyAddr: stale.Addrs().Proxy})
 
 	resp := b.get("moved", "/")
 	require.Equal(t, "moved", decodeEcho(t, resp).Name)
-	require.Eventually(t, func() bool { return len(stale.logs.records("request")) == 1 }, 5*time.Second, 5*time.Millisecond)
-	rec := stale.logs.records("request")[0]
+	require.Eventually(t, func() bool { return len(stale.logs.Records("request")) == 1 }, 5*time.Second, 5*time.Millisecond)
+	rec := stale.logs.Records("request")[0]
 	require.Equal(t, float64(http.StatusBadGateway), rec["status"], "the stale node answered 502 (no upstream) and b retried")
 }
 
 func TestDeadNodeRetriesAnotherNode(t *testing.T) {
-	c := newTestCluster()
-	a := startNode(t, c, "node-a")
-	b := startNode(t, c, "node-b")
-	a.agent("ep", echoHandler("ep"))
-	routable(t, c, b, "ep")
+	c, _, b := forwardingPair(t, "ep")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	dead := ln.Addr().String()
@@ -284,10 +286,7 @@ func TestForwardedNodeWithoutUpstreamSays502NoUpstream(t *testing.T) {
 	req, err := http.NewRequest(http.MethodGet, a.proxyURL("/"), nil)
 	require.NoError(t, err)
 	req.Header.Set("X-Pico-Endpoint", "nowhere")
-	c.mu.Lock()
-	mb := c.members[b.ID()]
-	c.mu.Unlock()
-	mb.SignForward(req)
+	c.member(b).SignForward(req)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -319,16 +318,10 @@ func TestForwardedTCPRoute(t *testing.T) {
 }
 
 func TestDrainPublishesNoEndpointsAndLeaves(t *testing.T) {
-	c := newTestCluster()
-	a := startNode(t, c, "node-a")
-	b := startNode(t, c, "node-b")
-	a.agent("ep", echoHandler("ep"))
-	routable(t, c, b, "ep")
+	c, a, _ := forwardingPair(t, "ep")
 
 	require.NoError(t, a.Shutdown(context.Background()))
-	c.mu.Lock()
-	ma := c.members[a.ID()]
-	c.mu.Unlock()
+	ma := c.member(a)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	require.True(t, ma.leaving)

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/logging"
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
 
@@ -24,7 +23,7 @@ import (
 type testServer struct {
 	*Server
 	t    *testing.T
-	logs *syncBuffer
+	logs *testutil.LogBuffer
 }
 
 type serverSetup struct {
@@ -49,7 +48,7 @@ func startServer(t *testing.T, setup serverSetup) *testServer {
 	if setup.cfg != nil {
 		setup.cfg(cfg)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	logger := logging.New(logs, slog.LevelInfo, nil)
 	opts := append([]Option{WithShutdownGrace(0)}, setup.opts...)
 	srv, err := New(cfg, logger, opts...)
@@ -82,12 +81,28 @@ func (s *testServer) agent(endpoint string, h http.Handler) *upstreamtest.Agent 
 // get sends GET path for endpoint (x-pico-endpoint header).
 func (s *testServer) get(endpoint, path string) *http.Response {
 	s.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, s.proxyURL(path), nil)
-	require.NoError(s.t, err)
+	return s.getWith(endpoint, path, nil)
+}
+
+// getWith is get with extra request headers.
+func (s *testServer) getWith(endpoint, path string, header http.Header) *http.Response {
+	s.t.Helper()
+	return proxyGet(s.t, http.DefaultClient, s.proxyURL(path), endpoint, header)
+}
+
+// proxyGet sends GET url through client for endpoint (x-pico-endpoint
+// header) with extra headers; the body is closed when the test ends.
+func proxyGet(t *testing.T, client *http.Client, url, endpoint string, header http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	req.Header.Set("X-Pico-Endpoint", endpoint)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(s.t, err)
-	s.t.Cleanup(func() { _ = resp.Body.Close() })
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = resp.Body.Close() })
 	return resp
 }
 
@@ -157,39 +172,6 @@ func peek(resp *http.Response) string {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
 	return string(b)
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the decoded JSON log records whose msg is msg.
-func (b *syncBuffer) records(msg string) []map[string]any {
-	var out []map[string]any
-	for _, line := range strings.Split(b.String(), "\n") {
-		if line == "" {
-			continue
-		}
-		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
-			out = append(out, rec)
-		}
-	}
-	return out
 }
 
 // rawRequest sends raw bytes to addr and returns the connection.

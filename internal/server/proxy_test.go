@@ -15,6 +15,7 @@ import (
 
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
 
@@ -58,15 +59,7 @@ func TestRequestReachesUpstreamIntact(t *testing.T) {
 func TestXForwardedForIsAppended(t *testing.T) {
 	s := startServer(t, serverSetup{})
 	s.agent("ep", echoHandler("a"))
-	req, err := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
-	require.NoError(t, err)
-	req.Header.Set("X-Pico-Endpoint", "ep")
-	req.Header.Set("X-Forwarded-For", "203.0.113.7")
-	req.Header.Set("X-Forwarded-Proto", "https")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	e := decodeEcho(t, resp)
+	e := decodeEcho(t, s.getWith("ep", "/", http.Header{"X-Forwarded-For": {"203.0.113.7"}, "X-Forwarded-Proto": {"https"}}))
 	require.Equal(t, []string{"203.0.113.7, 127.0.0.1"}, e.Header["X-Forwarded-For"])
 	require.Equal(t, []string{"http"}, e.Header["X-Forwarded-Proto"], "the client does not choose the scheme Pico saw")
 }
@@ -136,22 +129,7 @@ func TestStreamingBothWays(t *testing.T) {
 
 func TestWebSocketUpgradePassesThrough(t *testing.T) {
 	s := startServer(t, serverSetup{})
-	s.agent("ws", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, msg, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if err := c.Write(r.Context(), typ, append([]byte("echo: "), msg...)); err != nil {
-				return
-			}
-		}
-	}))
+	s.agent("ws", http.HandlerFunc(testutil.WebSocketEcho))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -320,13 +298,7 @@ func TestSlowlorisIsDisconnected(t *testing.T) {
 func TestOversizedHeadersRejected(t *testing.T) {
 	s := startServer(t, serverSetup{})
 	s.agent("ep", echoHandler("a"))
-	req, err := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
-	require.NoError(t, err)
-	req.Header.Set("X-Pico-Endpoint", "ep")
-	req.Header.Set("X-Big", strings.Repeat("x", 1100<<10))
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
+	resp := s.getWith("ep", "/", http.Header{"X-Big": {strings.Repeat("x", 1100<<10)}})
 	require.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
 }
 
@@ -383,18 +355,13 @@ func TestUpstreamDisconnectGives502(t *testing.T) {
 func TestAccessLog(t *testing.T) {
 	s := startServer(t, serverSetup{})
 	s.agent("logged", echoHandler("a"))
-	req, err := http.NewRequest(http.MethodGet, s.proxyURL("/a/b?secret=no"), nil)
-	require.NoError(t, err)
-	req.Header.Set("X-Pico-Endpoint", "logged")
-	req.Header.Set("Authorization", "Bearer very-secret-token")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	resp := s.getWith("logged", "/a/b?secret=no", http.Header{"Authorization": {"Bearer very-secret-token"}})
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 
 	var records []map[string]any
 	require.Eventually(t, func() bool {
-		records = s.logs.records("request")
+		records = s.logs.Records("request")
 		return len(records) == 1
 	}, 5*time.Second, 5*time.Millisecond)
 	rec := records[0]
@@ -454,11 +421,7 @@ func TestClientGoneEndsTheUpstreamExchange(t *testing.T) {
 		http.NewResponseController(w).Flush()
 		<-r.Context().Done() // then silence until the client is gone
 	}))
-	req, err := http.NewRequest(http.MethodGet, s.proxyURL("/events"), nil)
-	require.NoError(t, err)
-	req.Header.Set("X-Pico-Endpoint", "events")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	resp := s.get("events", "/events")
 	line, err := bufio.NewReader(resp.Body).ReadString('\n')
 	require.NoError(t, err)
 	require.Equal(t, "data: first\n", line)

@@ -24,6 +24,7 @@ import (
 	"github.com/pico-proxy/pico/internal/logging"
 	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/proxy"
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/tlsconfig/tlstest"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
@@ -51,7 +52,7 @@ func mintToken(t *testing.T, secret string, endpoints []string, ttl time.Duratio
 // realAgent is a running internal/agent.Agent with its logs.
 type realAgent struct {
 	*agent.Agent
-	logs *syncBuffer
+	logs *testutil.LogBuffer
 }
 
 // startAgent runs the real agent for the HTTP endpoint (serving h)
@@ -76,22 +77,15 @@ func runAgent(t *testing.T, upstreamURL string, ep config.AgentEndpoint, connect
 		connect(&cfg.Connect)
 	}
 	cfg.Endpoints = []config.AgentEndpoint{ep}
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	a, err := agent.New(*cfg, logging.New(logs, slog.LevelDebug, nil))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = a.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
+	t.Cleanup(func() { // once the agent stopped
 		if t.Failed() {
 			t.Logf("agent %s logs:\n%s", endpoint, logs.String())
 		}
 	})
+	testutil.Go(t, "agent "+endpoint, a.Run)
 	return &realAgent{Agent: a, logs: logs}
 }
 
@@ -106,23 +100,7 @@ func (a *realAgent) waitRegistered(t *testing.T) {
 // waitLog waits until the agent logged a line containing every part.
 func (a *realAgent) waitLog(t *testing.T, parts ...string) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		for _, line := range strings.Split(a.logs.String(), "\n") {
-			if containsAll(line, parts...) {
-				return true
-			}
-		}
-		return false
-	}, 10*time.Second, 5*time.Millisecond, "agent log with %q", parts)
-}
-
-func containsAll(s string, parts ...string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
+	require.Eventually(t, func() bool { return a.logs.Count(parts...) > 0 }, 10*time.Second, 5*time.Millisecond, "agent log with %q", parts)
 }
 
 // requireNoSecrets checks that no token appears in the logs.
@@ -176,7 +154,7 @@ func TestUpstreamTokenAcceptedAndRefused(t *testing.T) {
 		})
 	}
 	requireNoSecrets(t, srv.logs.String(), valid, wrongKey)
-	require.NotEmpty(t, srv.logs.records("upstream refused"))
+	require.NotEmpty(t, srv.logs.Records("upstream refused"))
 }
 
 func TestUpstreamRequireEndpointsClaim(t *testing.T) {
@@ -197,7 +175,7 @@ func TestUpstreamSessionClosedWhenTokenExpires(t *testing.T) {
 
 	// At expiry the server retires the connection; the agent reconnects
 	// at once with the token it has, which is now refused.
-	require.Eventually(t, func() bool { return len(srv.logs.records("upstream token expired; closing the connection")) == 1 },
+	require.Eventually(t, func() bool { return len(srv.logs.Records("upstream token expired; closing the connection")) == 1 },
 		10*time.Second, 5*time.Millisecond)
 	require.Eventually(t, func() bool { return len(srv.Registry().Counts()) == 0 }, 10*time.Second, 5*time.Millisecond)
 	a.waitLog(t, "refused the registration", "401", "expired")
@@ -253,7 +231,7 @@ func clusterServer(t *testing.T, key string, join ...string) (*Server, error) {
 	cfg.Cluster.Join = join
 	cfg.Cluster.JoinTimeout = 2 * time.Second
 	cfg.Cluster.RejoinInterval = 0
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	logger := logging.New(logs, slog.LevelInfo, nil)
 	srv, err := New(cfg, logger, WithMembership(ClusterMembership(cfg, logger)), WithShutdownGrace(0))
 	require.NoError(t, err)
@@ -330,17 +308,6 @@ func (p *testPKI) httpsClient(t *testing.T, cert *tlstest.Files) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
-func getEndpoint(t *testing.T, client *http.Client, url, endpoint string) *http.Response {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	require.NoError(t, err)
-	req.Header.Set("X-Pico-Endpoint", endpoint)
-	resp, err := client.Do(req)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = resp.Body.Close() })
-	return resp
-}
-
 func TestTLSAndMutualTLSThroughServerAndAgent(t *testing.T) {
 	pki := newTestPKI(t)
 	srv := startServer(t, serverSetup{cfg: func(cfg *config.Server) {
@@ -356,12 +323,12 @@ func TestTLSAndMutualTLSThroughServerAndAgent(t *testing.T) {
 	// HTTP endpoint: agent --(mTLS)--> upstream port; client --(TLS)--> proxy port.
 	startAgent(t, upstreamURL, "web", echoHandler("web"), mutual).waitRegistered(t)
 	client := pki.httpsClient(t, nil)
-	e := decodeEcho(t, getEndpoint(t, client, "https://"+srv.Addrs().Proxy+"/secure", "web"))
+	e := decodeEcho(t, proxyGet(t, client, "https://"+srv.Addrs().Proxy+"/secure", "web", nil))
 	require.Equal(t, "/secure", e.Path)
 	require.Equal(t, []string{"https"}, e.Header["X-Forwarded-Proto"])
 
 	// TCP endpoint through pico forward over TLS.
-	echo := tcpEcho(t)
+	echo := testutil.ServeTCP(t, upstreamtest.Echo).Addr().String()
 	runAgent(t, upstreamURL, config.AgentEndpoint{ID: "db", Protocol: config.ProtocolTCP, Addr: echo}, mutual).waitRegistered(t)
 	fcfg := config.DefaultForward()
 	fcfg.Connect.URL = "https://" + srv.Addrs().Proxy
@@ -391,52 +358,21 @@ func TestTLSAndMutualTLSThroughServerAndAgent(t *testing.T) {
 
 func TestForwardingBetweenNodesOverTLS(t *testing.T) {
 	pki := newTestPKI(t)
-	c := newTestCluster()
-	tlsNode := func(id string) *testServer {
-		return startServer(t, serverSetup{
-			cfg: func(cfg *config.Server) {
-				cfg.Cluster.NodeID = id
-				cfg.Proxy.TLS = pki.listenerTLS(true) // clients need a certificate; peers use the node's own
-			},
-			opts: []Option{WithMembership(c.factory)},
-		})
-	}
-	a, b := tlsNode("node-a"), tlsNode("node-b")
-	a.agent("far", echoHandler("far"))
-	routable(t, c, b, "far")
+	_, a, b := forwardingPair(t, "far", func(cfg *config.Server) {
+		cfg.Proxy.TLS = pki.listenerTLS(true) // clients need a certificate; peers use the node's own
+	})
 
 	client := pki.httpsClient(t, &pki.agent)
-	e := decodeEcho(t, getEndpoint(t, client, "https://"+b.Addrs().Proxy+"/over/tls", "far"))
+	e := decodeEcho(t, proxyGet(t, client, "https://"+b.Addrs().Proxy+"/over/tls", "far", nil))
 	require.Equal(t, "far", e.Name)
 	require.Equal(t, []string{"https"}, e.Header["X-Forwarded-Proto"])
-	forwarded := a.logs.records("request")
+	forwarded := a.logs.Records("request")
 	require.NotEmpty(t, forwarded)
 	require.Equal(t, "node-b", forwarded[len(forwarded)-1]["forwarded_by"], "served by node-a for node-b, over TLS")
 
 	// Without a client certificate the proxy port refuses the handshake.
 	_, err := pki.httpsClient(t, nil).Get("https://" + b.Addrs().Proxy + "/")
 	require.Error(t, err)
-}
-
-// tcpEcho serves a TCP echo on loopback and returns its address.
-func tcpEcho(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // startForward runs pico forward to endpoint until the test ends and
@@ -446,16 +382,7 @@ func startForward(t *testing.T, cfg *config.Forward, endpoint string) string {
 	cfg.GracePeriod = time.Second
 	f, err := forward.Listen(*cfg, "127.0.0.1:0", endpoint, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = f.Serve(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	testutil.Go(t, "forwarder", f.Serve)
 	return f.Addr().String()
 }
 
@@ -474,28 +401,12 @@ func requireTCPEcho(t *testing.T, addr string) {
 	require.Equal(t, "ping", string(buf))
 }
 
-// proxyRequest sends GET path for endpoint to a proxy URL base with extra
-// headers.
-func proxyRequest(t *testing.T, base, endpoint string, header http.Header) *http.Response {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, base+"/path", nil)
-	require.NoError(t, err)
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	req.Header.Set("X-Pico-Endpoint", endpoint)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = resp.Body.Close() })
-	return resp
-}
-
 func proxyAuthConfig(cfg *config.Server) { cfg.Proxy.Auth.TokenHMACSecretKey = proxySecret }
 
 func TestProxyClientAuth(t *testing.T) {
 	srv := startServer(t, serverSetup{cfg: proxyAuthConfig})
 	srv.agent("web", echoHandler("web"))
-	base := "http://" + srv.Addrs().Proxy
+	url := srv.proxyURL("/path")
 	valid := mintToken(t, proxySecret, []string{"web", "db"}, time.Hour)
 	otherEndpoint := mintToken(t, proxySecret, []string{"db"}, time.Hour)
 	wrongKey := mintToken(t, upstreamSecret, nil, time.Hour)
@@ -514,7 +425,7 @@ func TestProxyClientAuth(t *testing.T) {
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := proxyRequest(t, base, "web", tc.header)
+			resp := proxyGet(t, http.DefaultClient, url, "web", tc.header)
 			requireJSONError(t, resp, tc.status, tc.want)
 			if tc.status == http.StatusUnauthorized {
 				require.Contains(t, resp.Header.Get("WWW-Authenticate"), `Bearer realm="pico"`)
@@ -522,7 +433,7 @@ func TestProxyClientAuth(t *testing.T) {
 		})
 	}
 	// Refused before routing: an endpoint nobody serves is still 401, not 502.
-	requireJSONError(t, proxyRequest(t, base, "nobody", nil), http.StatusUnauthorized, "no token")
+	requireJSONError(t, srv.get("nobody", "/path"), http.StatusUnauthorized, "no token")
 
 	accepted := []struct {
 		name   string
@@ -536,7 +447,7 @@ func TestProxyClientAuth(t *testing.T) {
 	}
 	for _, tc := range accepted {
 		t.Run(tc.name, func(t *testing.T) {
-			e := decodeEcho(t, proxyRequest(t, base, "web", tc.header))
+			e := decodeEcho(t, proxyGet(t, http.DefaultClient, url, "web", tc.header))
 			require.Equal(t, "web", e.Name)
 			require.Equal(t, tc.wantAuthorization, strings.Join(e.Header["Authorization"], ","))
 			require.NotContains(t, e.Header, "X-Pico-Authorization")
@@ -587,31 +498,19 @@ func TestProxyClientAuthOnTheTCPRoute(t *testing.T) {
 	require.Error(t, err, "the tunnel is closed when the token expires")
 	var netErr net.Error
 	require.False(t, errors.As(err, &netErr) && netErr.Timeout(), "closed by the server, not by the test's deadline: %v", err)
-	require.NotEmpty(t, srv.logs.records("proxy client token expired; closing the connection"))
+	require.NotEmpty(t, srv.logs.Records("proxy client token expired; closing the connection"))
 }
 
 func TestForwardedRequestIsNotReauthenticated(t *testing.T) {
-	c := newTestCluster()
-	node := func(id string) *testServer {
-		return startServer(t, serverSetup{
-			cfg: func(cfg *config.Server) {
-				cfg.Cluster.NodeID = id
-				proxyAuthConfig(cfg)
-			},
-			opts: []Option{WithMembership(c.factory)},
-		})
-	}
-	a, b := node("node-a"), node("node-b")
-	a.agent("ep", echoHandler("ep"))
-	routable(t, c, b, "ep")
+	_, a, b := forwardingPair(t, "ep", proxyAuthConfig)
 	valid := mintToken(t, proxySecret, []string{"ep"}, time.Hour)
 
 	// b checks the client's token, removes it and forwards; a trusts b's
 	// proof instead of asking for the token it never receives.
-	e := decodeEcho(t, proxyRequest(t, "http://"+b.Addrs().Proxy, "ep", http.Header{"Authorization": {"Bearer " + valid}}))
+	e := decodeEcho(t, b.getWith("ep", "/path", http.Header{"Authorization": {"Bearer " + valid}}))
 	require.Equal(t, "ep", e.Name)
 	require.NotContains(t, e.Header, "Authorization")
-	served := a.logs.records("request")
+	served := a.logs.Records("request")
 	require.Equal(t, "node-b", served[len(served)-1]["forwarded_by"])
 
 	// A client forging the forwarding headers is an ordinary client: no
@@ -621,7 +520,7 @@ func TestForwardedRequestIsNotReauthenticated(t *testing.T) {
 		proxy.ForwardSignatureHeader: {"t=1,v1=forged"},
 	}
 	for _, s := range []*testServer{a, b} {
-		requireJSONError(t, proxyRequest(t, "http://"+s.Addrs().Proxy, "ep", forged), http.StatusUnauthorized, "no token")
+		requireJSONError(t, s.getWith("ep", "/path", forged), http.StatusUnauthorized, "no token")
 	}
-	require.NotEmpty(t, a.logs.records("rejected forwarding headers"))
+	require.NotEmpty(t, a.logs.Records("rejected forwarding headers"))
 }
