@@ -45,6 +45,18 @@ func (e *env) agent(endpoint string) *upstreamtest.Agent {
 	return a
 }
 
+// httpAgent registers endpoint with an HTTP agent answering "ok" to every
+// request, and waits until it is routable.
+func (e *env) httpAgent(endpoint string) *upstreamtest.Agent {
+	e.t.Helper()
+	a, err := upstreamtest.ServeHTTP(context.Background(), upstreamtest.URL(e.addr, endpoint),
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { _ = a.Close() })
+	require.Eventually(e.t, func() bool { return e.registry.Counts()[endpoint] == 1 }, 5*time.Second, time.Millisecond)
+	return a
+}
+
 func (e *env) pending(endpoint string) (int, bool) {
 	s, avail := e.registry.Acquire(endpoint)
 	if s != nil {
@@ -168,18 +180,10 @@ func TestDrainDeadlineClosesBusySessions(t *testing.T) {
 
 // TestStreamReuse runs HTTP/1.1 keep-alive over one yamux stream.
 func TestStreamReuse(t *testing.T) {
-	logger := slog.New(slog.DiscardHandler)
-	r := upstream.NewRegistry(logger, upstream.RegistryOptions{})
-	srv := httptest.NewServer(upstream.NewHandler(r, logger))
-	defer srv.Close()
-	defer r.Close()
-	a, err := upstreamtest.ServeHTTP(context.Background(), upstreamtest.URL(srv.Listener.Addr().String(), "ep"),
-		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
-	require.NoError(t, err)
-	defer a.Close()
-	require.Eventually(t, func() bool { return r.Counts()["ep"] == 1 }, 5*time.Second, time.Millisecond)
+	e := newEnv(t, upstream.RegistryOptions{})
+	e.httpAgent("ep")
 
-	s, _ := r.Acquire("ep")
+	s, _ := e.registry.Acquire("ep")
 	defer s.Release()
 	stream, reused, err := s.OpenReusable()
 	require.NoError(t, err)
@@ -209,19 +213,11 @@ func TestStreamReuse(t *testing.T) {
 }
 
 func TestIdleStreamsExpire(t *testing.T) {
-	defer upstream.SetStreamIdleTimeout(50 * time.Millisecond)()
-	logger := slog.New(slog.DiscardHandler)
-	r := upstream.NewRegistry(logger, upstream.RegistryOptions{})
-	srv := httptest.NewServer(upstream.NewHandler(r, logger))
-	defer srv.Close()
-	defer r.Close()
-	a, err := upstreamtest.ServeHTTP(context.Background(), upstreamtest.URL(srv.Listener.Addr().String(), "ep"),
-		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
-	require.NoError(t, err)
-	defer a.Close()
-	require.Eventually(t, func() bool { return r.Counts()["ep"] == 1 }, 5*time.Second, time.Millisecond)
+	t.Cleanup(upstream.SetStreamIdleTimeout(50 * time.Millisecond)) // restored once the registry is closed
+	e := newEnv(t, upstream.RegistryOptions{})
+	a := e.httpAgent("ep")
 
-	s, _ := r.Acquire("ep")
+	s, _ := e.registry.Acquire("ep")
 	defer s.Release()
 	var streams []*yamux.Stream
 	for range 3 {
