@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -18,27 +17,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/testutil"
 )
 
 const cmdWait = 10 * time.Second
-
-// syncBuffer is a goroutine-safe output buffer.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // testUpstreamPort accepts agent connections on the real protocol and
 // records the endpoints that registered; endpoint "refused" gets 400.
@@ -92,7 +74,7 @@ func (p *testUpstreamPort) registered() []string {
 
 func runAgentForTest(t *testing.T, ctx context.Context, args ...string) (int, string) {
 	t.Helper()
-	var stderr syncBuffer
+	var stderr testutil.LogBuffer
 	code := agentCommand(ctx, args, &stderr)
 	return code, stderr.String()
 }
@@ -166,7 +148,7 @@ endpoints:
 `)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr testutil.LogBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- agentCommand(ctx, []string{"--config.path", path, "http", "three", "localhost:8080", "--grace-period", "2s"}, &stderr)

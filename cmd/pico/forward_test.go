@@ -14,6 +14,7 @@ import (
 
 	"github.com/pico-proxy/pico/internal/forward"
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/testutil"
 )
 
 func TestForwardUsageErrors(t *testing.T) {
@@ -26,7 +27,7 @@ func TestForwardUsageErrors(t *testing.T) {
 		"unknown flag":     {[]string{"tcp", "6000", "web", "--nope"}, "unknown flag: --nope"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			var stderr syncBuffer
+			var stderr testutil.LogBuffer
 			require.Equal(t, 2, forwardCommand(context.Background(), tc.args, &stderr, nil))
 			require.Contains(t, stderr.String(), tc.want)
 			require.Contains(t, stderr.String(), "Usage: pico forward tcp LOCAL_ADDR ENDPOINT")
@@ -41,7 +42,7 @@ func TestForwardUsageErrors(t *testing.T) {
 		"bad url":      {[]string{"tcp", "127.0.0.1:0", "db", "--connect.url", "ftp://x"}, "connect.url (--connect.url)"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			var stderr syncBuffer
+			var stderr testutil.LogBuffer
 			require.Equal(t, 1, forwardCommand(context.Background(), tc.args, &stderr, nil))
 			require.Contains(t, stderr.String(), tc.want)
 			require.Equal(t, 1, strings.Count(stderr.String(), "\n"))
@@ -66,7 +67,7 @@ func TestForwardCarriesTCPUntilSignalled(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr testutil.LogBuffer
 	listening := make(chan *forward.Forwarder, 1)
 	done := make(chan int, 1)
 	go func() {

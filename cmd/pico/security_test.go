@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pico-proxy/pico/internal/server"
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/tlsconfig/tlstest"
 )
 
@@ -22,7 +23,7 @@ func startSecuredServer(t *testing.T, args ...string) server.Addrs {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan server.Addrs, 1)
 	done := make(chan int, 1)
-	var stderr syncBuffer
+	var stderr testutil.LogBuffer
 	go func() {
 		done <- serverCommand(ctx, append([]string{
 			"--proxy.bind-addr", "127.0.0.1:0", "--upstream.bind-addr", "127.0.0.1:0",

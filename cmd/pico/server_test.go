@@ -12,11 +12,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pico-proxy/pico/internal/server"
+	"github.com/pico-proxy/pico/internal/testutil"
 )
 
 func runServerForTest(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	var stderr syncBuffer
+	var stderr testutil.LogBuffer
 	code := serverCommand(context.Background(), args, &stderr, func(server.Addrs) {
 		t.Error("the server started")
 	})
@@ -66,7 +67,7 @@ func TestServerRunsUntilSignalled(t *testing.T) {
 	defer cancel()
 	addrs := make(chan server.Addrs, 1)
 	done := make(chan int, 1)
-	var stderr syncBuffer
+	var stderr testutil.LogBuffer
 	go func() {
 		done <- serverCommand(ctx, []string{
 			"--proxy.bind-addr", "127.0.0.1:0", "--upstream.bind-addr", "127.0.0.1:0",

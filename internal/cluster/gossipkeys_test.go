@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 )
@@ -55,14 +55,14 @@ type keyNode struct {
 	*Cluster
 	file string
 	reg  *prometheus.Registry
-	logs *logBuffer
+	logs *testutil.LogBuffer
 }
 
 // startKeyNode starts a node on a fresh IP with its own key file holding
 // keys, joining join.
 func startKeyNode(t testing.TB, keys [][]byte, join ...string) *keyNode {
 	t.Helper()
-	n := &keyNode{file: filepath.Join(t.TempDir(), "gossip.key"), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
+	n := &keyNode{file: filepath.Join(t.TempDir(), "gossip.key"), reg: prometheus.NewRegistry(), logs: &testutil.LogBuffer{}}
 	writeKeyFile(t, n.file, keys...)
 	cfg := testConfig(nextIP(), join...)
 	cfg.Gossip.SecretKey = n.file
@@ -263,9 +263,9 @@ func TestGossipKeyFileRejectedKeepsKeyring(t *testing.T) {
 			writeFileAtomically(t, a.file, tc.content)
 		}
 		require.Eventually(t, func() bool { return strings.Contains(a.logs.String(), tc.logged) }, eventually, tick, tc.name)
-		require.Contains(t, a.logs.lineWith(tc.logged), "level=WARN", tc.name)
-		require.Contains(t, a.logs.lineWith(tc.logged), "keeping the previous value", tc.name)
-		require.Contains(t, a.logs.lineWith(tc.logged), "subsystem=cluster", tc.name)
+		require.Contains(t, a.logs.Line(tc.logged), "level=WARN", tc.name)
+		require.Contains(t, a.logs.Line(tc.logged), "keeping the previous value", tc.name)
+		require.Contains(t, a.logs.Line(tc.logged), "subsystem=cluster", tc.name)
 		require.Equal(t, wantIDs(key), a.keyIDs(t), "%s: the keyring stays", tc.name)
 		requireGossipFlows(t, nodes, fmt.Sprintf("bad-%d", i))
 	}
@@ -295,7 +295,7 @@ func TestGossipKeySkippedStepIsWarnedAndCutsTheNodeOff(t *testing.T) {
 		"the new primary gossip key was not accepted before this change",
 		"the previous primary gossip key is refused in the same change that retired it",
 	} {
-		require.Contains(t, b.logs.lineWith(warning), "level=WARN")
+		require.Contains(t, b.logs.Line(warning), "level=WARN")
 	}
 	require.Eventually(t, func() bool { return status(a.Cluster, b.LocalID()) == StatusDead }, eventually, tick,
 		"a can no longer read b: %s", describe([]*Cluster{a.Cluster, b.Cluster}))
@@ -311,32 +311,4 @@ func requireNoKeysIn(t testing.TB, text string, keys ...[]byte) {
 	for _, k := range keys {
 		require.NotContains(t, text, strings.TrimRight(base64.StdEncoding.EncodeToString(k), "="))
 	}
-}
-
-// logBuffer is a goroutine-safe log sink.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lineWith returns the first log line containing s, or "".
-func (b *logBuffer) lineWith(s string) string {
-	for line := range strings.Lines(b.String()) {
-		if strings.Contains(line, s) {
-			return line
-		}
-	}
-	return ""
 }
