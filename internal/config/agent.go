@@ -38,13 +38,11 @@ import (
 // Endpoints have no flags; the command line adds one with
 // `pico agent http|tcp ENDPOINT ADDR`.
 type Agent struct {
-	Connect Connect `yaml:"connect"`
+	// Client holds connect, grace_period (in-flight requests and TCP
+	// connections get this long to finish) and log.
+	Client `yaml:",inline"`
 	// Endpoints are registered with one upstream connection each.
 	Endpoints []AgentEndpoint `yaml:"endpoints"`
-	// GracePeriod bounds the SIGTERM drain: in-flight requests and TCP
-	// connections get this long to finish before their connection closes.
-	GracePeriod time.Duration `yaml:"grace_period"`
-	Log         Log           `yaml:"log"`
 }
 
 // DefaultAgentURL is the default connect.url of `pico agent`: the upstream
@@ -53,29 +51,19 @@ const DefaultAgentURL = "http://localhost:8001"
 
 // DefaultAgent returns the documented defaults (no endpoints).
 func DefaultAgent() *Agent {
-	return &Agent{
-		Connect:     DefaultConnect(DefaultAgentURL),
-		GracePeriod: time.Minute,
-		Log:         Log{Level: "info"},
-	}
+	return &Agent{Client: defaultClient(DefaultAgentURL)}
 }
 
 // RegisterFlags registers one flag per key except endpoints.
 func (a *Agent) RegisterFlags(fs *pflag.FlagSet) {
-	a.Connect.RegisterFlags(fs, "the server's upstream port")
-	fs.DurationVar(&a.GracePeriod, "grace-period", a.GracePeriod, "at SIGTERM, how long in-flight requests and TCP connections may take to finish")
-	a.Log.RegisterFlags(fs)
+	a.Client.RegisterFlags(fs, "the server's upstream port", "in-flight requests and TCP connections")
 }
 
 // Validate returns every problem found, joined. An empty endpoint list is
 // valid here (the command line may add one); agent.New requires at least
 // one.
 func (a *Agent) Validate() error {
-	errs := []error{
-		a.Connect.Validate(),
-		positiveDuration("grace_period", a.GracePeriod),
-		a.Log.Validate(),
-	}
+	errs := []error{a.Client.Validate()}
 	seen := make(map[string]int, len(a.Endpoints))
 	for i, e := range a.Endpoints {
 		where := fmt.Sprintf("endpoints[%d]", i)

@@ -97,6 +97,48 @@ func TestForwardAndStatusDefaults(t *testing.T) {
 	require.ErrorContains(t, err, "server.url (--server.url)")
 }
 
+func TestForwardFileAndFlags(t *testing.T) {
+	path := writeFile(t, `
+connect:
+  url: https://pico.example.com:8000
+  token: from-file
+  timeout: 5s
+grace_period: 30s
+log:
+  level: debug
+`)
+	fwd, _, err := Load("forward", []string{"--config.path", path, "--grace-period", "45s"}, DefaultForward, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "https://pico.example.com:8000", fwd.Connect.URL)
+	require.Equal(t, "from-file", fwd.Connect.Token)
+	require.Equal(t, 5*time.Second, fwd.Connect.Timeout)
+	require.Equal(t, 45*time.Second, fwd.GracePeriod)
+	require.Equal(t, "debug", fwd.Log.Level)
+
+	_, _, err = Load("forward", []string{"--config.path", writeFile(t, "endpoints: []\n")}, DefaultForward, io.Discard)
+	require.ErrorContains(t, err, `unknown key "endpoints"`)
+	_, _, err = Load("forward", []string{"--grace-period", "0s", "--connect.timeout", "0s"}, DefaultForward, io.Discard)
+	require.ErrorContains(t, err, "grace_period (--grace-period)")
+	require.ErrorContains(t, err, "connect.timeout (--connect.timeout)")
+}
+
+func TestClientSettingsAreTopLevelKeys(t *testing.T) {
+	// Agent and Forward share their connect, grace_period and log keys
+	// through an inlined struct, which has no key of its own.
+	for name, load := range map[string]func(path string) error{
+		"agent": func(path string) error {
+			_, _, err := Load("agent", []string{"--config.path", path}, DefaultAgent, io.Discard)
+			return err
+		},
+		"forward": func(path string) error {
+			_, _, err := Load("forward", []string{"--config.path", path}, DefaultForward, io.Discard)
+			return err
+		},
+	} {
+		require.ErrorContains(t, load(writeFile(t, "client:\n  grace_period: 1s\n")), `unknown key "client"`, name)
+	}
+}
+
 func TestParseServiceAddr(t *testing.T) {
 	for addr, want := range map[string]string{
 		"3000":                       "http://localhost:3000",

@@ -1,11 +1,6 @@
 package config
 
-import (
-	"errors"
-	"time"
-
-	"github.com/spf13/pflag"
-)
+import "github.com/spf13/pflag"
 
 // Forward is the configuration of `pico forward tcp LOCAL_ADDR ENDPOINT`.
 // The local address and the endpoint are command-line arguments; the
@@ -18,13 +13,11 @@ import (
 //	grace_period: 1m
 //	log: {level: info, subsystems: []}
 type Forward struct {
-	// Connect.URL points at the proxy port; each accepted TCP connection
-	// opens a WebSocket to <url>/_pico/v1/tcp/<endpoint>.
-	Connect Connect `yaml:"connect"`
-	// GracePeriod bounds the SIGTERM drain: open connections get this long
-	// to finish after the listener closes.
-	GracePeriod time.Duration `yaml:"grace_period"`
-	Log         Log           `yaml:"log"`
+	// Client holds connect, grace_period and log. Connect.URL points at
+	// the proxy port; each accepted TCP connection opens a WebSocket to
+	// <url>/_pico/v1/tcp/<endpoint>. At SIGTERM open connections get the
+	// grace period to finish after the listener closes.
+	Client `yaml:",inline"`
 }
 
 // DefaultForwardURL is the default connect.url of `pico forward`: the
@@ -33,21 +26,13 @@ const DefaultForwardURL = "http://localhost:8000"
 
 // DefaultForward returns the documented defaults.
 func DefaultForward() *Forward {
-	return &Forward{
-		Connect:     DefaultConnect(DefaultForwardURL),
-		GracePeriod: time.Minute,
-		Log:         Log{Level: "info"},
-	}
+	return &Forward{Client: defaultClient(DefaultForwardURL)}
 }
 
 // RegisterFlags registers one flag per key.
 func (f *Forward) RegisterFlags(fs *pflag.FlagSet) {
-	f.Connect.RegisterFlags(fs, "the server's proxy port")
-	fs.DurationVar(&f.GracePeriod, "grace-period", f.GracePeriod, "at SIGTERM, how long open connections may take to finish")
-	f.Log.RegisterFlags(fs)
+	f.Client.RegisterFlags(fs, "the server's proxy port", "open connections")
 }
 
 // Validate returns every problem found, joined.
-func (f *Forward) Validate() error {
-	return errors.Join(f.Connect.Validate(), positiveDuration("grace_period", f.GracePeriod), f.Log.Validate())
-}
+func (f *Forward) Validate() error { return f.Client.Validate() }
