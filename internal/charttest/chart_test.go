@@ -630,6 +630,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"misspelt proxy token key", "proxy: {auth: {token: t}}", "token"},
 		{"test endpoint with a dot", "helmTest: {endpoint: a.b}", "endpoint"},
 		{"test endpoint starting with a dash", "helmTest: {endpoint: -selftest}", "endpoint"},
+		{"client certificate for the admin port", "admin: {tls: {clientSecret: c}}", "clientSecret"},
+		{"client Secret not a name", "proxy: {tls: {clientSecret: {name: c}}}", "clientSecret"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Render(chartDir, "pico", "default", values(t, tc.values))
@@ -658,6 +660,10 @@ func TestTemplateRejectsContradictions(t *testing.T) {
 		{"upstream TLS certificate in config", "{tls: {existingSecret: s}, upstream: {tls: {enabled: true}}, config: {upstream: {tls: {cert: /c.crt}}}}",
 			"config.upstream.tls.cert is set by the chart when upstream.tls.enabled is true (to /etc/pico-tls/tls.crt): remove it"},
 		{"proxy TLS not a mapping", "{tls: {existingSecret: s}, proxy: {tls: {enabled: true}}, config: {proxy: {tls: on}}}", "config.proxy.tls must be a mapping of proxy.tls keys"},
+		{"proxy client certificate without TLS", "proxy: {tls: {clientSecret: c}}",
+			"proxy.tls.clientSecret gives helm test a client certificate for the proxy port, which does not serve TLS: set proxy.tls.enabled (or config.proxy.tls.cert and key), or remove proxy.tls.clientSecret"},
+		{"upstream client certificate without TLS", "{tls: {existingSecret: s}, proxy: {tls: {enabled: true}}, upstream: {tls: {clientSecret: c}}}",
+			"upstream.tls.clientSecret gives helm test a client certificate for the upstream port, which does not serve TLS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Render(chartDir, "pico", "default", values(t, tc.values))
@@ -669,7 +675,8 @@ func TestTemplateRejectsContradictions(t *testing.T) {
 
 func TestLint(t *testing.T) {
 	sets := map[string]string{"defaults": "", "full": fullValues, "admin-tls": adminTLSValues,
-		"proxy-upstream-tls": proxyUpstreamTLSValues, "every-port-tls": everyPortTLSValues}
+		"proxy-upstream-tls": proxyUpstreamTLSValues, "every-port-tls": everyPortTLSValues,
+		"proxy-upstream-mtls": proxyUpstreamMTLSValues}
 	ciFiles, err := filepath.Glob(filepath.Join(chartDir, "ci", "*-values.yaml"))
 	require.NoError(t, err)
 	require.NotEmpty(t, ciFiles, "chart-testing installs the chart with each ci/*-values.yaml")
@@ -693,10 +700,11 @@ func TestGolden(t *testing.T) {
 	for name, tc := range map[string]struct {
 		release, namespace, values string
 	}{
-		"default":            {"pico", "default", ""},
-		"full":               {"edge", "apps", fullValues},
-		"admin-tls":          {"pico", "prod", adminTLSValues},
-		"proxy-upstream-tls": {"pico", "prod", proxyUpstreamTLSValues},
+		"default":             {"pico", "default", ""},
+		"full":                {"edge", "apps", fullValues},
+		"admin-tls":           {"pico", "prod", adminTLSValues},
+		"proxy-upstream-tls":  {"pico", "prod", proxyUpstreamTLSValues},
+		"proxy-upstream-mtls": {"pico", "prod", proxyUpstreamMTLSValues},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := render(t, tc.release, tc.namespace, values(t, tc.values))

@@ -222,6 +222,37 @@ certificate against the CA in tls.existingSecret: "true" or empty. Called with
 {{- end }}
 
 {{/*
+"true" when a port ("proxy", "upstream" or "admin") requires client certificates:
+config.<port>.tls.client_cas is set. Called with (list $ "<port>").
+*/}}
+{{- define "pico.portMutual" -}}
+{{- $section := get (default dict (index . 0).Values.config) (index . 1) }}
+{{- if kindIs "map" $section }}
+{{- $tls := get $section "tls" }}
+{{- if and (kindIs "map" $tls) (get $tls "client_cas") }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The kubernetes.io/tls Secret whose tls.crt and tls.key the test pod presents as its client
+certificate on a port ("proxy" or "upstream"): <port>.tls.clientSecret, or empty. The admin
+port has none, since its probes cannot present one. Rendering fails when the port serves no
+TLS, where the certificate would never be asked for. Called with (list $ "<port>").
+*/}}
+{{- define "pico.portClientSecret" -}}
+{{- $root := index . 0 }}
+{{- $port := index . 1 }}
+{{- if ne $port "admin" }}
+{{- with (index $root.Values $port).tls.clientSecret }}
+{{- if ne (include "pico.portTLS" (list $root $port)) "true" }}
+{{- fail (printf "%s.tls.clientSecret gives helm test a client certificate for the %s port, which does not serve TLS: set %s.tls.enabled (or config.%s.tls.cert and key), or remove %s.tls.clientSecret" $port $port $port $port $port) }}
+{{- end }}
+{{- . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 The appProtocol of a port ("proxy", "upstream" or "admin") in the Services: https when it
 serves TLS, so that service meshes and gateways do not read it as plain HTTP. Called with
 (list $ "<port>").
