@@ -467,12 +467,7 @@ log:
 	stream, err := server.session("raw", 1).OpenStream()
 	require.NoError(t, err)
 	defer stream.Close()
-	_, err = stream.Write([]byte("raw bytes"))
-	require.NoError(t, err)
-	got := make([]byte, len("raw bytes"))
-	_, err = io.ReadFull(stream, got)
-	require.NoError(t, err)
-	require.Equal(t, "raw bytes", string(got))
+	testutil.RequireEcho(t, stream, "raw bytes")
 }
 
 func TestNewRejectsBadConfiguration(t *testing.T) {

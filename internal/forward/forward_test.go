@@ -122,17 +122,6 @@ func (r *running) dial(t *testing.T) *net.TCPConn {
 	return c.(*net.TCPConn)
 }
 
-// requireEcho sends msg on c and requires it back.
-func requireEcho(t *testing.T, c net.Conn, msg string, msgAndArgs ...any) {
-	t.Helper()
-	_, err := io.WriteString(c, msg)
-	require.NoError(t, err)
-	got := make([]byte, len(msg))
-	_, err = io.ReadFull(c, got)
-	require.NoError(t, err)
-	require.Equal(t, msg, string(got), msgAndArgs...)
-}
-
 func TestForwardsTCPThroughTheProxyPort(t *testing.T) {
 	f := start(t, "echo", func(c *config.Forward) { c.Connect.Token = "tok" })
 
@@ -181,7 +170,7 @@ func TestClientHalfCloseKeepsTheResponseFlowing(t *testing.T) {
 func TestClientCloseReleasesTheUpstreamConnection(t *testing.T) {
 	f := start(t, "echo")
 	c := f.dial(t)
-	requireEcho(t, c, "hi")
+	testutil.RequireEcho(t, c, "hi")
 	require.Equal(t, 1, f.proxy.openConns())
 	require.NoError(t, c.Close())
 	require.Eventually(t, func() bool { return f.proxy.openConns() == 0 }, waitFor, tick,
@@ -202,7 +191,7 @@ func TestRefusedConnectionIsClosedAndLogged(t *testing.T) {
 func TestShutdownLetsOpenConnectionsFinish(t *testing.T) {
 	f := start(t, "echo")
 	c := f.dial(t)
-	requireEcho(t, c, "before")
+	testutil.RequireEcho(t, c, "before")
 
 	f.Cancel() // SIGTERM
 	require.Eventually(t, func() bool {
@@ -212,7 +201,7 @@ func TestShutdownLetsOpenConnectionsFinish(t *testing.T) {
 		}
 		return err != nil
 	}, waitFor, tick, "the listener closes at once")
-	requireEcho(t, c, "during", "open connections keep working while draining")
+	testutil.RequireEcho(t, c, "during", "open connections keep working while draining")
 	select {
 	case <-f.Done():
 		t.Fatal("Serve returned while a connection was open")
@@ -225,7 +214,7 @@ func TestShutdownLetsOpenConnectionsFinish(t *testing.T) {
 func TestGracePeriodClosesLingeringConnections(t *testing.T) {
 	f := start(t, "echo", func(c *config.Forward) { c.GracePeriod = 50 * time.Millisecond })
 	c := f.dial(t)
-	requireEcho(t, c, "x")
+	testutil.RequireEcho(t, c, "x")
 
 	require.NoError(t, f.Stop(t))
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(waitFor)))

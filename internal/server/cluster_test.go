@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -23,6 +22,7 @@ import (
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/proxy"
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
 
@@ -308,13 +308,7 @@ func TestForwardedTCPRoute(t *testing.T) {
 	conn, err := protocol.DialWebSocket(ctx, "ws://"+b.Addrs().Proxy+protocol.TCPPathPrefix+"db", nil, nil)
 	require.NoError(t, err)
 	defer conn.Close()
-	msg := []byte("through two nodes\n")
-	_, err = conn.Write(msg)
-	require.NoError(t, err)
-	got := make([]byte, len(msg))
-	_, err = io.ReadFull(conn, got)
-	require.NoError(t, err)
-	require.Equal(t, msg, got)
+	testutil.RequireEcho(t, conn, "through two nodes\n")
 }
 
 func TestDrainPublishesNoEndpointsAndLeaves(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/pico-proxy/pico/internal/cluster"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
 
@@ -74,9 +75,9 @@ func TestGracefulShutdown(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond)
 	// Every agent is told to go away; the idle one is closed at once.
 	require.Eventually(t, agent.GoAwayReceived, 5*time.Second, 5*time.Millisecond)
-	require.Eventually(t, func() bool { return isClosed(idle.Done()) }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return testutil.Closed(idle.Done()) }, 5*time.Second, 5*time.Millisecond)
 	// The busy one stays until its request is finished.
-	require.False(t, isClosed(agent.Done()), "a session with a request in flight was closed")
+	require.False(t, testutil.Closed(agent.Done()), "a session with a request in flight was closed")
 	select {
 	case err := <-shutdown:
 		t.Fatalf("shutdown finished with a request in flight: %v", err)
@@ -88,7 +89,7 @@ func TestGracefulShutdown(t *testing.T) {
 	require.NoError(t, r.err)
 	require.Equal(t, http.StatusOK, r.status)
 	require.Equal(t, "finished", r.body)
-	require.Eventually(t, func() bool { return isClosed(agent.Done()) }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return testutil.Closed(agent.Done()) }, 5*time.Second, 5*time.Millisecond)
 	require.NoError(t, <-shutdown)
 
 	_, err := net.Dial("tcp", s.Addrs().Proxy)
@@ -123,17 +124,8 @@ func TestShutdownIsBoundedByTheTimeout(t *testing.T) {
 	err := s.Shutdown(context.Background())
 	require.Error(t, err, "the drain reports that it cut work short")
 	require.Contains(t, err.Error(), "in flight")
-	require.Eventually(t, func() bool { return isClosed(agent.Done()) }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return testutil.Closed(agent.Done()) }, 5*time.Second, 5*time.Millisecond)
 	require.Contains(t, []int{0, http.StatusBadGateway}, <-status, "the stuck request was cut")
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 func TestAdminEndpoints(t *testing.T) {

@@ -176,13 +176,7 @@ func TestTCPRoute(t *testing.T) {
 			require.NoError(t, err)
 			defer conn.Close()
 			for i := range 3 {
-				msg := fmt.Sprintf("ping %d\n", i)
-				_, err := conn.Write([]byte(msg))
-				require.NoError(t, err)
-				got := make([]byte, len(msg))
-				_, err = io.ReadFull(conn, got)
-				require.NoError(t, err)
-				require.Equal(t, msg, string(got))
+				testutil.RequireEcho(t, conn, fmt.Sprintf("ping %d\n", i))
 			}
 		})
 	}

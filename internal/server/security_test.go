@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -393,12 +392,7 @@ func requireTCPEcho(t *testing.T, addr string) {
 	require.NoError(t, err)
 	defer conn.Close()
 	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
-	_, err = conn.Write([]byte("ping"))
-	require.NoError(t, err)
-	buf := make([]byte, 4)
-	_, err = io.ReadFull(conn, buf)
-	require.NoError(t, err)
-	require.Equal(t, "ping", string(buf))
+	testutil.RequireEcho(t, conn, "ping")
 }
 
 func proxyAuthConfig(cfg *config.Server) { cfg.Proxy.Auth.TokenHMACSecretKey = proxySecret }
@@ -487,14 +481,9 @@ func TestProxyClientAuthOnTheTCPRoute(t *testing.T) {
 	conn, err := protocol.DialWebSocket(ctx, url, http.Header{"Authorization": {"Bearer " + short}}, nil)
 	require.NoError(t, err)
 	defer conn.Close()
-	_, err = conn.Write([]byte("ping"))
-	require.NoError(t, err)
-	buf := make([]byte, 4)
-	_, err = io.ReadFull(conn, buf)
-	require.NoError(t, err)
-	require.Equal(t, "ping", string(buf))
+	testutil.RequireEcho(t, conn, "ping")
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
-	_, err = conn.Read(buf)
+	_, err = conn.Read(make([]byte, 4))
 	require.Error(t, err, "the tunnel is closed when the token expires")
 	var netErr net.Error
 	require.False(t, errors.As(err, &netErr) && netErr.Timeout(), "closed by the server, not by the test's deadline: %v", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/upstream"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
@@ -118,7 +119,7 @@ func TestPendingRegistration(t *testing.T) {
 	require.Empty(t, r.Counts(), "a pending registration is not an upstream yet")
 
 	res.Cancel()
-	require.True(t, closed(changed), "resolving a registration wakes waiters")
+	require.True(t, testutil.Closed(changed), "resolving a registration wakes waiters")
 	_, avail = r.Acquire("ep")
 	require.Equal(t, upstream.None, avail)
 }
@@ -129,7 +130,7 @@ func TestSessionLeavesRegistryWhenAgentDisconnects(t *testing.T) {
 	require.Equal(t, map[string]int{"ep": 1}, e.registry.Counts())
 	changed := e.registry.Changed()
 	require.NoError(t, a.Close())
-	require.Eventually(t, func() bool { return closed(changed) && len(e.registry.Counts()) == 0 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return testutil.Closed(changed) && len(e.registry.Counts()) == 0 }, 5*time.Second, time.Millisecond)
 }
 
 func TestInvalidEndpointRejected(t *testing.T) {
@@ -153,8 +154,8 @@ func TestDrain(t *testing.T) {
 
 	require.Eventually(t, func() bool { return len(e.registry.Counts()) == 0 }, 5*time.Second, time.Millisecond, "sessions leave routing at once")
 	require.Eventually(t, busy.GoAwayReceived, 5*time.Second, time.Millisecond)
-	require.Eventually(t, func() bool { return closed(idle.Done()) }, 5*time.Second, time.Millisecond)
-	require.False(t, closed(busy.Done()), "a busy session stays open")
+	require.Eventually(t, func() bool { return testutil.Closed(idle.Done()) }, 5*time.Second, time.Millisecond)
+	require.False(t, testutil.Closed(busy.Done()), "a busy session stays open")
 	_, err := e.registry.Reserve("new")
 	require.ErrorIs(t, err, upstream.ErrDraining)
 	_, err = upstreamtest.ServeTCP(context.Background(), upstreamtest.URL(e.addr, "new"), upstreamtest.Echo)
@@ -164,7 +165,7 @@ func TestDrain(t *testing.T) {
 
 	lease.Release()
 	require.NoError(t, <-drained)
-	require.Eventually(t, func() bool { return closed(busy.Done()) }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return testutil.Closed(busy.Done()) }, 5*time.Second, time.Millisecond)
 }
 
 func TestDrainDeadlineClosesBusySessions(t *testing.T) {
@@ -175,7 +176,7 @@ func TestDrainDeadlineClosesBusySessions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	require.ErrorIs(t, e.registry.Drain(ctx), context.DeadlineExceeded)
-	require.Eventually(t, func() bool { return closed(busy.Done()) }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return testutil.Closed(busy.Done()) }, 5*time.Second, time.Millisecond)
 }
 
 // TestStreamReuse runs HTTP/1.1 keep-alive over one yamux stream.
@@ -247,13 +248,4 @@ func roundTrip(t *testing.T, stream *yamux.Stream, closeAfter bool) {
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.Equal(t, "ok", string(body))
-}
-
-func closed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
