@@ -106,6 +106,32 @@ func proxyGet(t *testing.T, client *http.Client, url, endpoint string, header ht
 	return resp
 }
 
+// exchange is the outcome of a request sent in the background.
+type exchange struct {
+	status int // 0 when the request failed
+	body   string
+	err    error
+}
+
+// getInBackground sends GET / for endpoint from a goroutine and delivers
+// the response's status and body, or the error.
+func (s *testServer) getInBackground(endpoint string) <-chan exchange {
+	done := make(chan exchange, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
+		req.Header.Set("X-Pico-Endpoint", endpoint)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- exchange{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		done <- exchange{status: resp.StatusCode, body: string(body), err: err}
+	}()
+	return done
+}
+
 // getJSON GETs an admin path and decodes the answer.
 func (s *testServer) getJSON(path string, v any) int {
 	s.t.Helper()

@@ -42,24 +42,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}))
 	idle := s.agent("idle", echoHandler("idle"))
 
-	type result struct {
-		status int
-		body   string
-		err    error
-	}
-	inFlight := make(chan result, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
-		req.Header.Set("X-Pico-Endpoint", "busy")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			inFlight <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		inFlight <- result{status: resp.StatusCode, body: string(body), err: err}
-	}()
+	inFlight := s.getInBackground("busy")
 	<-entered
 
 	shutdown := make(chan error, 1)
@@ -108,24 +91,13 @@ func TestShutdownIsBoundedByTheTimeout(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	}))
-	status := make(chan int, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
-		req.Header.Set("X-Pico-Endpoint", "stuck")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			status <- 0
-			return
-		}
-		resp.Body.Close()
-		status <- resp.StatusCode
-	}()
+	cut := s.getInBackground("stuck")
 	<-entered
 	err := s.Shutdown(context.Background())
 	require.Error(t, err, "the drain reports that it cut work short")
 	require.Contains(t, err.Error(), "in flight")
 	require.Eventually(t, func() bool { return testutil.Closed(agent.Done()) }, 5*time.Second, 5*time.Millisecond)
-	require.Contains(t, []int{0, http.StatusBadGateway}, <-status, "the stuck request was cut")
+	require.Contains(t, []int{0, http.StatusBadGateway}, (<-cut).status, "the stuck request was cut")
 }
 
 func TestAdminEndpoints(t *testing.T) {

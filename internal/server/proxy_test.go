@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -243,22 +244,15 @@ func TestRegistrationRejectsInvalidEndpoint(t *testing.T) {
 
 func TestUpstreamWaitCoversReconnectingAgent(t *testing.T) {
 	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Proxy.UpstreamWait = 10 * time.Second }})
-	respc := make(chan *http.Response, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
-		req.Header.Set("X-Pico-Endpoint", "late")
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			respc <- resp
-		}
-		close(respc)
-	}()
+	late := s.getInBackground("late")
 	require.Eventually(t, func() bool { return s.proxy.InFlight() == 1 }, 5*time.Second, 5*time.Millisecond)
 	s.agent("late", echoHandler("late"))
-	resp := <-respc
-	require.NotNil(t, resp)
-	defer resp.Body.Close()
-	require.Equal(t, "late", decodeEcho(t, resp).Name)
+	r := <-late
+	require.NoError(t, r.err)
+	require.Equal(t, http.StatusCreated, r.status, r.body)
+	var e echoed
+	require.NoError(t, json.Unmarshal([]byte(r.body), &e))
+	require.Equal(t, "late", e.Name)
 }
 
 func TestGatewayTimeout(t *testing.T) {
@@ -318,23 +312,12 @@ func TestStreamLimitPerConnection(t *testing.T) {
 		entered <- struct{}{}
 		<-release
 	}))
-	done := make(chan int, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodGet, s.proxyURL("/"), nil)
-		req.Header.Set("X-Pico-Endpoint", "one")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			done <- 0
-			return
-		}
-		resp.Body.Close()
-		done <- resp.StatusCode
-	}()
+	first := s.getInBackground("one")
 	<-entered
 	resp := s.get("one", "/")
 	requireJSONError(t, resp, http.StatusServiceUnavailable, "stream limit")
 	close(release)
-	require.Equal(t, http.StatusOK, <-done)
+	require.Equal(t, http.StatusOK, (<-first).status)
 }
 
 func TestUpstreamDisconnectGives502(t *testing.T) {
