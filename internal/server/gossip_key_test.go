@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -28,12 +27,7 @@ func TestGossipKeyFileWithSeveralKeys(t *testing.T) {
 	require.NoError(t, os.WriteFile(fileA, []byte(b64(k1)+"\n"+b64(k2)+"\n"), 0o600))
 	require.NoError(t, os.WriteFile(fileB, []byte("# rotation step 2 done here\n"+b64(k2)+"\n"+b64(k1)+"  # old\n"), 0o600))
 
-	a, err := clusterServer(t, fileA)
-	require.NoError(t, err)
-	b, err := clusterServer(t, fileB, a.Addrs().Gossip)
-	require.NoError(t, err, "each node holds the other's primary key")
-	require.Eventually(t, func() bool { return len(a.membership.Nodes()) == 2 && len(b.membership.Nodes()) == 2 },
-		10*time.Second, 10*time.Millisecond)
+	a, _ := joinedPair(t, fileA, fileB, "each node holds the other's primary key")
 
 	resp, err := http.Get("http://" + a.Addrs().Admin + "/metrics")
 	require.NoError(t, err)

@@ -243,15 +243,23 @@ func clusterServer(t *testing.T, key string, join ...string) (*Server, error) {
 	return srv, srv.Start(context.Background())
 }
 
+// joinedPair starts a server with keyA and one with keyB that joins it,
+// and waits until both see both; joins says why b can join.
+func joinedPair(t *testing.T, keyA, keyB, joins string) (a, b *Server) {
+	t.Helper()
+	a, err := clusterServer(t, keyA)
+	require.NoError(t, err)
+	b, err = clusterServer(t, keyB, a.Addrs().Gossip)
+	require.NoError(t, err, joins)
+	require.Eventually(t, func() bool { return len(a.membership.Nodes()) == 2 && len(b.membership.Nodes()) == 2 },
+		10*time.Second, 10*time.Millisecond)
+	return a, b
+}
+
 func TestGossipKeyMismatchCannotJoin(t *testing.T) {
 	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	otherKey := base64.StdEncoding.EncodeToString([]byte("fedcba9876543210fedcba9876543210"))
-	a, err := clusterServer(t, key)
-	require.NoError(t, err)
-	b, err := clusterServer(t, key, a.Addrs().Gossip)
-	require.NoError(t, err, "the same key joins")
-	require.Eventually(t, func() bool { return len(a.membership.Nodes()) == 2 && len(b.membership.Nodes()) == 2 },
-		10*time.Second, 10*time.Millisecond)
+	a, _ := joinedPair(t, key, key, "the same key joins")
 
 	for name, k := range map[string]string{"another key": otherKey, "no key": ""} {
 		_, err := clusterServer(t, k, a.Addrs().Gossip)
