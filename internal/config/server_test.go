@@ -167,6 +167,7 @@ func TestEveryKeyHasAFlag(t *testing.T) {
 			require.NotNil(t, fs.Lookup(FlagName(section + "." + key)[2:]), "no flag for %s.%s", section, key)
 		}
 	}
+	require.NotNil(t, fs.Lookup("proxy.tls.peer-cas"), "no flag for proxy.tls.peer_cas")
 }
 
 func TestSecurityKeysOfTheServer(t *testing.T) {

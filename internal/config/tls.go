@@ -21,7 +21,20 @@ type TLS struct {
 	// authorities; clients must then present a certificate signed by one
 	// of them (mutual TLS).
 	ClientCAs string `yaml:"client_cas"`
+	// PeerCAs, when set, is the path of a PEM bundle of the certificate
+	// authorities that issue the cluster members' certificates. A member
+	// is then also recognised (when this node forwards to it, and when it
+	// forwards to this node under ClientCAs) by a certificate that chains
+	// to one of them and names one of this node's DNS names, so members
+	// holding different certificates of a private CA — one renewed before
+	// the other — still forward to each other. Only the section members
+	// forward through has it (ForwardingSection).
+	PeerCAs string `yaml:"peer_cas"`
 }
+
+// ForwardingSection is the TLS section of the listener members forward
+// requests to each other through, the only one with peer_cas.
+const ForwardingSection = "proxy.tls"
 
 // Enabled reports whether the listener serves TLS.
 func (t *TLS) Enabled() bool { return t.Cert != "" || t.Key != "" }
@@ -33,6 +46,9 @@ func (t *TLS) RegisterFlags(fs *pflag.FlagSet, prefix string) {
 	fs.StringVar(&t.Cert, flag+".cert", t.Cert, "PEM certificate (chain) file; enables TLS on this listener (reloaded when the file changes)")
 	fs.StringVar(&t.Key, flag+".key", t.Key, "PEM private key file of --"+flag+".cert")
 	fs.StringVar(&t.ClientCAs, flag+".client-cas", t.ClientCAs, "PEM CA bundle file; when set, clients must present a certificate signed by one of these CAs (mutual TLS)")
+	if prefix == ForwardingSection {
+		fs.StringVar(&t.PeerCAs, flag+".peer-cas", t.PeerCAs, "PEM CA bundle file of the CAs that issue the members' certificates; a member's certificate that chains to one and names one of this node's DNS names is trusted for forwarding, so members holding different certificates (a renewal) still reach each other (reloaded when the file changes)")
+	}
 }
 
 // Validate checks the <prefix> section. Whether the files exist and parse
@@ -47,6 +63,13 @@ func (t *TLS) Validate(prefix string) error {
 	}
 	if t.ClientCAs != "" && !t.Enabled() {
 		errs = append(errs, fmt.Errorf("%s needs TLS; set %s and %s too", describeKey(prefix+".client_cas"), describeKey(prefix+".cert"), describeKey(prefix+".key")))
+	}
+	switch {
+	case t.PeerCAs == "":
+	case prefix != ForwardingSection:
+		errs = append(errs, fmt.Errorf("%s.peer_cas is not a setting: members forward to each other's proxy ports only; set %s instead", prefix, describeKey(ForwardingSection+".peer_cas")))
+	case !t.Enabled():
+		errs = append(errs, fmt.Errorf("%s needs TLS; set %s and %s too", describeKey(prefix+".peer_cas"), describeKey(prefix+".cert"), describeKey(prefix+".key")))
 	}
 	return errors.Join(errs...)
 }

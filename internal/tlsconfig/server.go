@@ -1,10 +1,11 @@
 // Package tlsconfig builds the TLS configurations of Pico's listeners and
 // clients from PEM files.
 //
-// Server certificates, mutual-TLS client CAs and client certificates are
-// re-read when their files change (see internal/filereload), so rotating a
-// Kubernetes Secret (e.g. by cert-manager) takes effect without a restart:
-// new handshakes use the new files, established connections are kept.
+// Server certificates, mutual-TLS client CAs, peer CAs and client
+// certificates are re-read when their files change (see
+// internal/filereload), so rotating a Kubernetes Secret (e.g. by
+// cert-manager) takes effect without a restart: new handshakes use the new
+// files, established connections are kept.
 package tlsconfig
 
 import (
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pico-proxy/pico/internal/config"
@@ -44,14 +46,33 @@ type serverMaterial struct {
 	cert      *tls.Certificate
 	leaf      *x509.Certificate
 	clientCAs *x509.CertPool // nil without mutual TLS
-	// peerRoots verifies other nodes' certificates: the system roots plus
-	// every certificate of our own chain.
+	// peerRoots verifies other nodes' certificates: the system roots,
+	// every certificate of our own chain, and the peer CAs.
 	peerRoots *x509.CertPool
+	// peerCAs holds only the peer CAs (nil without peer_cas), to check
+	// that this node's own certificate chains to one.
+	peerCAs *x509.CertPool
 }
 
-// NewServer loads the certificate, key and optional client CAs of cfg, a
-// section named section (e.g. "proxy.tls"); errors name its keys. cfg must
-// be enabled.
+// serverFiles says which setting each file of a serverMaterial comes
+// from: cert and key first, then the optional ones (index -1 when unset).
+type serverFiles struct {
+	keys, paths        []string
+	clientCAs, peerCAs int
+}
+
+func (f *serverFiles) add(key, path string) int {
+	if path == "" {
+		return -1
+	}
+	f.keys = append(f.keys, key)
+	f.paths = append(f.paths, path)
+	return len(f.paths) - 1
+}
+
+// NewServer loads the certificate, key, and optional client CAs and peer
+// CAs of cfg, a section named section (e.g. "proxy.tls"); errors name its
+// keys. cfg must be enabled.
 func NewServer(cfg config.TLS, section string, logger *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(section); err != nil {
 		return nil, err
@@ -67,27 +88,36 @@ func NewServer(cfg config.TLS, section string, logger *slog.Logger, opts ...Opti
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("subsystem", "tls", "section", section)
-	keys := []string{section + ".cert", section + ".key"}
-	paths := []string{cfg.Cert, cfg.Key}
-	if cfg.ClientCAs != "" {
-		keys = append(keys, section+".client_cas")
-		paths = append(paths, cfg.ClientCAs)
-	}
-	parse := func(contents [][]byte) (*serverMaterial, error) { return parseServer(keys, contents) }
-	material, err := filereload.New(paths, o.reloadInterval, parse, logger)
+	files := &serverFiles{keys: []string{section + ".cert", section + ".key"}, paths: []string{cfg.Cert, cfg.Key}}
+	files.clientCAs = files.add(section+".client_cas", cfg.ClientCAs)
+	files.peerCAs = files.add(section+".peer_cas", cfg.PeerCAs)
+	parse := func(contents [][]byte) (*serverMaterial, error) { return parseServer(files, contents) }
+	material, err := filereload.New(files.paths, o.reloadInterval, parse, logger)
 	if err != nil {
-		return nil, nameFile(keys, err)
+		return nil, nameFile(files.keys, err)
 	}
-	if leaf := material.Get().leaf; time.Now().After(leaf.NotAfter) {
-		logger.Warn("the certificate has expired; clients will refuse it", "not_after", leaf.NotAfter)
+	m := material.Get()
+	if time.Now().After(m.leaf.NotAfter) {
+		logger.Warn("the certificate has expired; clients will refuse it", "not_after", m.leaf.NotAfter)
+	}
+	if problem := m.peerCAsProblem(); problem != "" {
+		logger.Warn(describe(section+".peer_cas")+" will not help: "+problem, "dns_names", m.leaf.DNSNames)
 	}
 	return &Server{material: material, mutual: cfg.ClientCAs != ""}, nil
 }
+
+// peerCAsFix ends the errors about a peer_cas file.
+const peerCAsFix = "set it to a PEM file of the CA certificate(s) that issue the members' certificates " +
+	"(cert-manager: the Secret's ca.crt), or unset it; with the Helm chart, add the key named by " +
+	"proxy.tls.caKey (default ca.crt) to tls.existingSecret, or set proxy.tls.peerCAs=false"
 
 // nameFile prefixes a read error with the setting of the file.
 func nameFile(keys []string, err error) error {
 	var re *filereload.ReadError
 	if errors.As(err, &re) {
+		if strings.HasSuffix(keys[re.Index], ".peer_cas") {
+			return fmt.Errorf("%s: %w; %s", describe(keys[re.Index]), re.Err, peerCAsFix)
+		}
 		return fmt.Errorf("%s: %w", describe(keys[re.Index]), re.Err)
 	}
 	return err
@@ -95,16 +125,17 @@ func nameFile(keys []string, err error) error {
 
 func describe(key string) string { return key + " (" + config.FlagName(key) + ")" }
 
-func parseServer(keys []string, contents [][]byte) (*serverMaterial, error) {
+func parseServer(files *serverFiles, contents [][]byte) (*serverMaterial, error) {
+	keys := files.keys
 	pair, err := loadKeyPair(keys, contents[0], contents[1])
 	if err != nil {
 		return nil, err
 	}
 	m := &serverMaterial{cert: pair, leaf: pair.Leaf}
-	if len(contents) > 2 {
+	if i := files.clientCAs; i >= 0 {
 		m.clientCAs = x509.NewCertPool()
-		if !m.clientCAs.AppendCertsFromPEM(contents[2]) {
-			return nil, fmt.Errorf("%s: no PEM certificates found", describe(keys[2]))
+		if !m.clientCAs.AppendCertsFromPEM(contents[i]) {
+			return nil, fmt.Errorf("%s: no PEM certificates found", describe(keys[i]))
 		}
 	}
 	m.peerRoots, err = x509.SystemCertPool()
@@ -118,7 +149,66 @@ func parseServer(keys []string, contents [][]byte) (*serverMaterial, error) {
 		}
 		m.peerRoots.AddCert(c)
 	}
+	if i := files.peerCAs; i >= 0 {
+		cas, err := parseCertificates(contents[i])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w; %s", describe(keys[i]), err, peerCAsFix)
+		}
+		m.peerCAs = x509.NewCertPool()
+		for _, ca := range cas {
+			m.peerCAs.AddCert(ca)
+			m.peerRoots.AddCert(ca)
+		}
+	}
 	return m, nil
+}
+
+// parseCertificates returns the certificates of the PEM CERTIFICATE blocks
+// in data, refusing data with none or with one that does not parse.
+func parseCertificates(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no PEM certificates found")
+	}
+	return certs, nil
+}
+
+// peerCAsProblem says why the peer CAs cannot recognise other members as
+// configured, "" when they can (or are not set): peers are recognised by
+// name, and a CA that did not issue this node's certificate is most
+// likely not the members' CA.
+func (m *serverMaterial) peerCAsProblem() string {
+	if m.peerCAs == nil {
+		return ""
+	}
+	if len(m.leaf.DNSNames) == 0 {
+		return "this node's certificate names no DNS name, and a peer must name one of this node's names"
+	}
+	opts := x509.VerifyOptions{Roots: m.peerCAs, Intermediates: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+	for _, der := range m.cert.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			opts.Intermediates.AddCert(c)
+		}
+	}
+	if _, err := m.leaf.Verify(opts); err != nil {
+		return "this node's own certificate does not chain to any of these CAs (" + err.Error() + "); the file should hold the CA that issues the members' certificates"
+	}
+	return ""
 }
 
 // loadKeyPair parses a certificate chain and its private key; keys name
@@ -200,8 +290,8 @@ func verifyOptions(roots *x509.CertPool, chain []*x509.Certificate, usage x509.E
 }
 
 // verifyNode checks that chain identifies a node of the cluster: it is
-// this node's certificate, or it chains to the system roots or this
-// node's own chain and names one of this node's DNS names.
+// this node's certificate, or it chains to the system roots, this node's
+// own chain or a peer CA, and names one of this node's DNS names.
 func (m *serverMaterial) verifyNode(chain []*x509.Certificate, usage x509.ExtKeyUsage) error {
 	leaf := chain[0]
 	if leaf.Equal(m.leaf) {
@@ -221,11 +311,13 @@ func (m *serverMaterial) verifyNode(chain []*x509.Certificate, usage x509.ExtKey
 // PeerClientConfig returns the client configuration for forwarding to
 // other nodes' listeners of the same kind. Nodes are dialled by IP address,
 // so a peer is verified by identity instead of host name: its certificate
-// must chain to the system roots or to a certificate of this node's own
-// chain, and name at least one DNS name this node's certificate names (or
-// be this node's certificate). All nodes normally serve the same Secret.
-// The node's certificate is presented as client certificate, which this
-// package's servers with client_cas accept from peers by the same rule.
+// must chain to the system roots, to a certificate of this node's own
+// chain or to a CA of peer_cas, and name at least one DNS name this node's
+// certificate names (or be this node's certificate). All nodes normally
+// serve the same Secret; peer_cas covers the moments they do not (a
+// renewed certificate reaches the pods one after the other). The node's
+// certificate is presented as client certificate, which this package's
+// servers with client_cas accept from peers by the same rule.
 func (s *Server) PeerClientConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
