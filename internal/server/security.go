@@ -90,8 +90,8 @@ func wrapListener(ln net.Listener, srv *tlsconfig.Server) net.Listener {
 
 // dialNode returns how the proxy connects to other nodes' proxy ports:
 // over TLS, verifying the peer as a node of this cluster (see
-// tlsconfig.Server.PeerClientConfig), when the proxy port serves TLS;
-// nil (plain TCP) otherwise.
+// tlsconfig.Server.PeerClientConfig; proxy.tls.peer_cas adds the members'
+// CA), when the proxy port serves TLS; nil (plain TCP) otherwise.
 func (sec *security) dialNode() connpool.DialFunc {
 	if sec.proxyTLS == nil {
 		return nil
