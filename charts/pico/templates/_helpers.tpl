@@ -103,6 +103,11 @@ ports of the Services, the probes and the server can never disagree.
 {{- end }}
 {{- $_ := set $tls $key (printf "%s/%s" $dir $file) }}
 {{- end }}
+{{- /* Members trust the Secret's CA for each other's certificates, which differ for a while
+when a renewal reaches the pods one after the other; an explicit peer_cas wins. */}}
+{{- if and (eq $port "proxy") $.Values.proxy.tls.peerCAs $.Values.proxy.tls.caKey (not (hasKey $tls "peer_cas")) }}
+{{- $_ := set $tls "peer_cas" (printf "%s/%s" $dir $.Values.proxy.tls.caKey) }}
+{{- end }}
 {{- $_ := set $section "tls" $tls }}
 {{- end }}
 {{- end }}
