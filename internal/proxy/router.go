@@ -25,6 +25,10 @@ type Router interface {
 	// Changed returns a channel that is closed at the next change of the
 	// routing table (take it before PickRemote, then wait on it).
 	Changed() <-chan struct{}
+	// ReportUnreachable says that connecting to the node with id just
+	// failed, so that PickRemote avoids it for a while (until failure
+	// detection confirms or clears it) when another node can serve.
+	ReportUnreachable(id string)
 }
 
 // Headers of node-to-node forwarding.

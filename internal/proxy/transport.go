@@ -109,6 +109,11 @@ func (p *Proxy) forward(req *http.Request, ex *exchange, node cluster.Node) (res
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			return nil, ctxErr, false
 		}
+		// A refused or timed-out connection, or a failed TLS handshake
+		// (e.g. members holding certificates that do not trust each
+		// other): say so, as the retry hides it from the client.
+		p.logger.Warn("cannot reach node", "endpoint", ex.endpoint, "node", node.ID, "addr", node.ProxyAddr, "error", err)
+		p.router.ReportUnreachable(node.ID)
 		return nil, &upstreamError{err: err}, true // nothing sent
 	}
 	c := &streamConn{conn: conn, pool: p.nodes, addr: node.ProxyAddr, keepAlive: true}

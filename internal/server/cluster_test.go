@@ -35,6 +35,8 @@ type testCluster struct {
 	mu      sync.Mutex
 	members map[string]*testMember
 	claims  map[string]cluster.Node // endpoint -> a node claimed to hold it
+	// unreachable lists, in order, the node IDs members reported.
+	unreachable []string
 	changed chan struct{}
 	key     []byte
 }
@@ -123,6 +125,12 @@ func (m *testMember) VerifyForward(r *http.Request) (string, error) {
 		return "", errors.New("bad signature")
 	}
 	return from, nil
+}
+
+func (m *testMember) ReportUnreachable(id string) {
+	m.c.mu.Lock()
+	defer m.c.mu.Unlock()
+	m.c.unreachable = append(m.c.unreachable, id)
 }
 
 func (m *testMember) Changed() <-chan struct{} {
@@ -276,6 +284,13 @@ func TestDeadNodeRetriesAnotherNode(t *testing.T) {
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, "not idempotent", decodeEcho(t, resp).Body, "a refused connection sent nothing: even a POST is retried")
+	c.mu.Lock()
+	require.Equal(t, []string{"node-dead"}, c.unreachable, "b told the routing table, so that the next requests avoid node-dead")
+	c.mu.Unlock()
+	warn := b.logs.Records("cannot reach node")
+	require.Len(t, warn, 1, "the failed dial is logged, as the retry hides it from the client")
+	require.Equal(t, "node-dead", warn[0]["node"])
+	require.Equal(t, "WARN", warn[0]["level"])
 }
 
 func TestForwardedNodeWithoutUpstreamSays502NoUpstream(t *testing.T) {

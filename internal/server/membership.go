@@ -153,6 +153,9 @@ func (s *Standalone) VerifyForward(*http.Request) (string, error) {
 	return "", errors.New("this node is not part of a cluster")
 }
 
+// ReportUnreachable does nothing: a standalone node has no other node.
+func (s *Standalone) ReportUnreachable(string) {}
+
 // Changed never fires.
 func (s *Standalone) Changed() <-chan struct{} { return s.never }
 
