@@ -37,8 +37,8 @@ type testCluster struct {
 	claims  map[string]cluster.Node // endpoint -> a node claimed to hold it
 	// unreachable lists, in order, the node IDs members reported.
 	unreachable []string
-	changed chan struct{}
-	key     []byte
+	changed     chan struct{}
+	key         []byte
 }
 
 func newTestCluster() *testCluster {
@@ -285,8 +285,9 @@ func TestDeadNodeRetriesAnotherNode(t *testing.T) {
 	defer resp.Body.Close()
 	require.Equal(t, "not idempotent", decodeEcho(t, resp).Body, "a refused connection sent nothing: even a POST is retried")
 	c.mu.Lock()
-	require.Equal(t, []string{"node-dead"}, c.unreachable, "b told the routing table, so that the next requests avoid node-dead")
+	reported := slices.Clone(c.unreachable)
 	c.mu.Unlock()
+	require.Equal(t, []string{"node-dead"}, reported, "b told the routing table, so that the next requests avoid node-dead")
 	warn := b.logs.Records("cannot reach node")
 	require.Len(t, warn, 1, "the failed dial is logged, as the retry hides it from the client")
 	require.Equal(t, "node-dead", warn[0]["node"])
