@@ -177,6 +177,17 @@ helm template "$RELEASE" "$CHART" -n "$NS" --validate "${IMAGE_ARGS[@]}" \
   --set auth.existingSecret=pico-auth --set tls.existingSecret=pico-tls |
   kubectl apply -n "$NS" --dry-run=server --validate=strict -f - >/dev/null
 echo "server-side dry run (strict) accepted every object"
+# proxy.tls.peerCAs (on by default) needs the CA key in tls.existingSecret: with a live API
+# server the chart looks the Secret up and refuses a release it would make crash-loop.
+kubectl -n "$NS" create secret generic pico-tls-no-ca --type=kubernetes.io/tls \
+  --from-literal=tls.crt=leaf --from-literal=tls.key=key >/dev/null
+if out=$(helm install "$RELEASE" "$CHART" -n "$NS" --dry-run=server "${IMAGE_ARGS[@]}" \
+  --set tls.existingSecret=pico-tls-no-ca --set proxy.tls.enabled=true 2>&1); then
+  fail "a release whose TLS Secret lacks ca.crt was accepted with proxy.tls.peerCAs on"
+fi
+grep -q 'has no key "ca.crt" (proxy.tls.caKey)' <<<"$out" || fail "unexpected refusal: $out"
+kubectl -n "$NS" delete secret pico-tls-no-ca >/dev/null
+echo "a TLS Secret without ca.crt is refused at install, naming proxy.tls.caKey"
 start=$(now_ms)
 helm install "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --wait --timeout 5m
 wait_ready 3 60 || fail "3 pods not Ready"

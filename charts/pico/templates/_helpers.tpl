@@ -106,6 +106,12 @@ ports of the Services, the probes and the server can never disagree.
 {{- /* Members trust the Secret's CA for each other's certificates, which differ for a while
 when a renewal reaches the pods one after the other; an explicit peer_cas wins. */}}
 {{- if and (eq $port "proxy") $.Values.proxy.tls.peerCAs $.Values.proxy.tls.caKey (not (hasKey $tls "peer_cas")) }}
+{{- /* On install and upgrade (not helm template), a Secret that lacks the key stops the
+release here, before a pod rolls and fails to start on the missing file. */}}
+{{- $secret := lookup "v1" "Secret" $.Release.Namespace $.Values.tls.existingSecret }}
+{{- if and $secret (not (hasKey (default dict (get $secret "data")) $.Values.proxy.tls.caKey)) }}
+{{- fail (printf "proxy.tls.peerCAs: Secret %q (tls.existingSecret) has no key %q (proxy.tls.caKey), so members could not trust each other's certificates: set proxy.tls.caKey to the key that holds the CA, or caKey=\"\" for a certificate from a public CA, or proxy.tls.peerCAs=false" $.Values.tls.existingSecret $.Values.proxy.tls.caKey) }}
+{{- end }}
 {{- $_ := set $tls "peer_cas" (printf "%s/%s" $dir $.Values.proxy.tls.caKey) }}
 {{- end }}
 {{- $_ := set $section "tls" $tls }}
