@@ -2,13 +2,11 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -57,15 +55,10 @@ func (p *renewalPKI) proxyTLS(leaf tlstest.Files, mutual bool, peerCAs string) f
 // certificate when mutual.
 func (p *renewalPKI) httpsClient(t *testing.T, mutual bool) *http.Client {
 	t.Helper()
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}
 	if mutual {
-		pair, err := tls.LoadX509KeyPair(p.client.Cert, p.client.Key)
-		require.NoError(t, err)
-		tc.Certificates = []tls.Certificate{pair}
+		return httpsClient(t, nil, &p.client)
 	}
-	tr := &http.Transport{TLSClientConfig: tc}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return httpsClient(t, nil, nil)
 }
 
 // TestForwardingBetweenMembersWithDifferentCertificates: two members whose

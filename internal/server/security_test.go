@@ -304,7 +304,14 @@ func (p *testPKI) listenerTLS(mutual bool) config.TLS {
 // httpsClient trusts the server CA and presents cert when set.
 func (p *testPKI) httpsClient(t *testing.T, cert *tlstest.Files) *http.Client {
 	t.Helper()
-	tc := &tls.Config{RootCAs: p.serverRoots, MinVersion: tls.VersionTLS12}
+	return httpsClient(t, p.serverRoots, cert)
+}
+
+// httpsClient trusts roots (nil: any server certificate, for tests about
+// what members accept from each other) and presents cert when set.
+func httpsClient(t *testing.T, roots *x509.CertPool, cert *tlstest.Files) *http.Client {
+	t.Helper()
+	tc := &tls.Config{RootCAs: roots, InsecureSkipVerify: roots == nil, MinVersion: tls.VersionTLS12}
 	if cert != nil {
 		pair, err := tls.LoadX509KeyPair(cert.Cert, cert.Key)
 		require.NoError(t, err)
