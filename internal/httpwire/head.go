@@ -27,20 +27,14 @@ func WriteRequestHead(bw *bufio.Writer, req *http.Request, uri string, chunked, 
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(req.Host)
 	bw.WriteString("\r\n")
-	_ = req.Header.WriteSubset(bw, framingHeaders)
+	length := int64(-1)
 	switch {
-	case chunked:
-		bw.WriteString("Transfer-Encoding: chunked\r\n")
-		writeTrailerAnnouncement(bw, req.Trailer)
 	case req.ContentLength > 0:
-		writeContentLength(bw, req.ContentLength)
+		length = req.ContentLength
 	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
-		bw.WriteString("Content-Length: 0\r\n")
+		length = 0
 	}
-	if closeConn {
-		bw.WriteString("Connection: close\r\n")
-	}
-	bw.WriteString("\r\n")
+	writeHeaders(bw, req.Header, req.Trailer, chunked, length, closeConn)
 }
 
 // WriteResponseHead writes the status line and headers of resp to bw.
@@ -58,13 +52,27 @@ func WriteResponseHead(bw *bufio.Writer, resp *http.Response, chunked, closeConn
 		bw.WriteString(http.StatusText(resp.StatusCode))
 	}
 	bw.WriteString("\r\n")
-	_ = resp.Header.WriteSubset(bw, framingHeaders)
+	length := resp.ContentLength
+	if !bodyAllowed(resp.StatusCode) {
+		length = -1
+	}
+	writeHeaders(bw, resp.Header, resp.Trailer, chunked, length, closeConn)
+}
+
+// writeHeaders ends a head: the header fields other than framing ones,
+// then the framing (chunked announcing trailer's keys, else a
+// Content-Length when length ≥ 0), "Connection: close" when closeConn, and
+// the empty line.
+func writeHeaders(bw *bufio.Writer, h, trailer http.Header, chunked bool, length int64, closeConn bool) {
+	_ = h.WriteSubset(bw, framingHeaders)
 	switch {
 	case chunked:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
-		writeTrailerAnnouncement(bw, resp.Trailer)
-	case resp.ContentLength >= 0 && bodyAllowed(resp.StatusCode):
-		writeContentLength(bw, resp.ContentLength)
+		writeTrailerAnnouncement(bw, trailer)
+	case length >= 0:
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), length, 10))
+		bw.WriteString("\r\n")
 	}
 	if closeConn {
 		bw.WriteString("Connection: close\r\n")
@@ -76,12 +84,6 @@ func WriteResponseHead(bw *bufio.Writer, resp *http.Response, chunked, closeConn
 // body and so a Content-Length (RFC 9110, 8.6).
 func bodyAllowed(code int) bool {
 	return code >= 200 && code != http.StatusNoContent
-}
-
-func writeContentLength(bw *bufio.Writer, n int64) {
-	bw.WriteString("Content-Length: ")
-	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), n, 10))
-	bw.WriteString("\r\n")
 }
 
 func writeTrailerAnnouncement(bw *bufio.Writer, trailer http.Header) {
