@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/pico-proxy/pico/internal/config"
@@ -94,6 +93,10 @@ func NewServer(cfg config.TLS, section string, logger *slog.Logger, opts ...Opti
 	parse := func(contents [][]byte) (*serverMaterial, error) { return parseServer(files, contents) }
 	material, err := filereload.New(files.paths, o.reloadInterval, parse, logger)
 	if err != nil {
+		var re *filereload.ReadError
+		if errors.As(err, &re) && re.Index == files.peerCAs {
+			return nil, fmt.Errorf("%w; %s", nameFile(files.keys, err), peerCAsFix)
+		}
 		return nil, nameFile(files.keys, err)
 	}
 	m := material.Get()
@@ -115,9 +118,6 @@ const peerCAsFix = "set it to a PEM file of the CA certificate(s) that issue the
 func nameFile(keys []string, err error) error {
 	var re *filereload.ReadError
 	if errors.As(err, &re) {
-		if strings.HasSuffix(keys[re.Index], ".peer_cas") {
-			return fmt.Errorf("%s: %w; %s", describe(keys[re.Index]), re.Err, peerCAsFix)
-		}
 		return fmt.Errorf("%s: %w", describe(keys[re.Index]), re.Err)
 	}
 	return err
