@@ -56,8 +56,9 @@ func TestEndpointUpdatesSpreadToEveryNode(t *testing.T) {
 	a.UpdateLocalEndpoints(map[string]int{"e1": 2})
 	require.Eventually(t, func() bool {
 		d, _ := c.Node(a.LocalID())
+		db, _ := c.Node(b.LocalID())
 		_, stillE2 := c.PickRemote("e2")
-		return len(d.Endpoints) == 1 && !stillE2 && routesTo(a, "e1", b.LocalID())
+		return len(d.Endpoints) == 1 && len(db.Endpoints) == 1 && !stillE2 && routesTo(a, "e1", b.LocalID())
 	}, eventually, tick, describe(nodes))
 	for _, s := range c.Nodes() {
 		if s.ID == b.LocalID() {
