@@ -85,7 +85,7 @@ func (r *routing) run(ctx context.Context, out io.Writer) error {
 			if errors.Is(err, errRefused) {
 				return fmt.Errorf("routing: %w", err)
 			}
-			ok, lastErr = 0, err
+			ok, lastErr = 0, informative(ctx, lastErr, err)
 			if !sleep(ctx, cfg.PollInterval/4) {
 				return fmt.Errorf("routing: requests through %s did not reach the test upstream before the deadline; last failure: %w", cfg.ProxyURL, lastErr)
 			}
@@ -109,6 +109,7 @@ func (r *routing) checkRegistration(ctx context.Context, endpoint string) error 
 	base.RawPath = ""
 	target := base.String()
 	plain := base.Scheme == "http" || base.Scheme == "ws"
+	var lastErr error
 	for {
 		err := r.register(ctx, target, endpoint, plain)
 		switch {
@@ -117,8 +118,9 @@ func (r *routing) checkRegistration(ctx context.Context, endpoint string) error 
 		case errors.Is(err, errRefused):
 			return fmt.Errorf("routing: registering endpoint %s at %s: %w", endpoint, r.cfg.UpstreamURL, err)
 		}
+		lastErr = informative(ctx, lastErr, err)
 		if !sleep(ctx, r.cfg.PollInterval) {
-			return fmt.Errorf("routing: the upstream port at %s did not accept endpoint %s before the deadline; last failure: %w", r.cfg.UpstreamURL, endpoint, err)
+			return fmt.Errorf("routing: the upstream port at %s did not accept endpoint %s before the deadline; last failure: %w", r.cfg.UpstreamURL, endpoint, lastErr)
 		}
 	}
 }
@@ -185,4 +187,14 @@ func (r *routing) proxyRequest(ctx context.Context, target, endpoint, want strin
 		return fmt.Errorf("GET %s: answer %q is not the test upstream's %q", target, body, want)
 	}
 	return nil
+}
+
+// informative returns the failure worth reporting after an attempt failed with err: an attempt
+// cut short by ctx's deadline says nothing about the member, so the previous failure, when
+// there was one, stays the one reported.
+func informative(ctx context.Context, previous, err error) error {
+	if ctx.Err() != nil && previous != nil {
+		return previous
+	}
+	return err
 }

@@ -3,6 +3,8 @@ package selftest
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"testing"
@@ -126,4 +128,16 @@ func TestValidate(t *testing.T) {
 			assert.ErrorContains(t, c.Validate(), tc.want)
 		})
 	}
+}
+
+func TestAFailureCutShortByTheDeadlineKeepsTheOneBefore(t *testing.T) {
+	live := context.Background()
+	over, cancel := context.WithCancel(context.Background())
+	cancel()
+	status502 := errors.New("status 502")
+	deadline := fmt.Errorf("GET: %w", context.DeadlineExceeded)
+
+	assert.Equal(t, deadline, informative(live, status502, deadline), "while the deadline is ahead, the newest failure is reported")
+	assert.Equal(t, status502, informative(over, status502, deadline), "a request cut by the deadline keeps the failure before it")
+	assert.Equal(t, deadline, informative(over, nil, deadline), "with nothing before it, the cut request is all there is")
 }
