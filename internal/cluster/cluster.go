@@ -325,8 +325,10 @@ func (c *Cluster) MarkLeaving() { c.SetLeaving() }
 
 // Leave announces that the node leaves the cluster so that the other
 // members drop it at once instead of after failure detection. It waits up
-// to timeout for the announcement to go out. The node keeps answering
-// gossip until Shutdown.
+// to timeout for the announcement to go out, or until no other member is
+// alive to hear it (the whole cluster stopping at once: memberlist would
+// otherwise hold the last nodes until the timeout). The node keeps
+// answering gossip until Shutdown.
 func (c *Cluster) Leave(timeout time.Duration) error {
 	c.metaMu.Lock()
 	defer c.metaMu.Unlock()
@@ -341,12 +343,35 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	// Tell every member directly that this node is leaving (if SetLeaving
 	// did not already), so that they record a departure, not a failure.
 	c.publish()
-	if err := c.ml.Leave(timeout); err != nil {
-		return fmt.Errorf("cluster: announcing the leave: %w", err)
+	announced := make(chan error, 1)
+	go func() { announced <- c.ml.Leave(timeout) }()
+	poll := time.NewTicker(leavePollInterval)
+	defer poll.Stop()
+	for {
+		select {
+		case err := <-announced:
+			if err != nil {
+				return fmt.Errorf("cluster: announcing the leave: %w", err)
+			}
+			c.log.Info("left the cluster")
+			return nil
+		case <-poll.C:
+			// Members lists the nodes neither dead nor left. Once this
+			// node is not among them, memberlist's Leave has marked it
+			// left (so Shutdown may follow); once nobody else is either,
+			// the announcement has no one to reach. The goroutine ends at
+			// its timeout.
+			if len(c.ml.Members()) == 0 {
+				c.log.Info("left the cluster; no other member was left to tell")
+				return nil
+			}
+		}
 	}
-	c.log.Info("left the cluster")
-	return nil
 }
+
+// leavePollInterval is how often Leave checks whether any member is still
+// there to hear the announcement.
+const leavePollInterval = 50 * time.Millisecond
 
 // Shutdown stops gossip and the background work. Without Leave before it,
 // the other members detect the node as failed.

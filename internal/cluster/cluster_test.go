@@ -204,6 +204,29 @@ func TestGracefulLeaveRemovesTheNodeAtOnce(t *testing.T) {
 	require.Equal(t, StatusLeft, status(a, a.LocalID()))
 }
 
+func TestWholeClusterLeavingAtOnceDoesNotWaitOutTheTimeout(t *testing.T) {
+	// Every node stops together (helm uninstall, all pods evicted): once
+	// the others are gone, nobody is left to hear a leave announcement,
+	// and waiting for it to go out would hold each node until its timeout.
+	const timeout = 20 * time.Second
+	for round := 0; round < 3; round++ {
+		nodes := startCluster(t, 3)
+		errs := make(chan error, len(nodes))
+		for _, n := range nodes {
+			n.SetLeaving()
+		}
+		for _, n := range nodes {
+			go func() { errs <- n.Leave(timeout) }()
+		}
+		for range nodes {
+			require.NoError(t, <-errs, "round %d", round)
+		}
+		for _, n := range nodes {
+			require.NoError(t, n.Shutdown())
+		}
+	}
+}
+
 func TestKilledNodeIsRemovedFromRouting(t *testing.T) {
 	nodes := startCluster(t, 3)
 	a := nodes[0]
