@@ -29,3 +29,21 @@ func (c *coalescingConn) Close() error {
 	_ = c.w.Close()
 	return c.Conn.Close()
 }
+
+// CloseNow closes the connection at once, dropping what is pending.
+func (c *coalescingConn) CloseNow() error {
+	err := CloseNow(c.Conn)
+	_ = c.w.Close() // fails at once on the closed connection
+	return err
+}
+
+// CloseNow closes c without waiting on its peer: without a close
+// handshake and without sending pending writes, where c (an upstream
+// connection from AcceptSession or DialSession) offers that; otherwise
+// with Close.
+func CloseNow(c net.Conn) error {
+	if now, ok := c.(interface{ CloseNow() error }); ok {
+		return now.CloseNow()
+	}
+	return c.Close()
+}

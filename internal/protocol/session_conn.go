@@ -75,6 +75,10 @@ func (c *sessionConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// CloseNow closes the WebSocket without the close handshake, which waits
+// for the peer's answer (seconds, from a peer that stopped answering).
+func (c *sessionConn) CloseNow() error { return c.ws.CloseNow() }
+
 func (c *sessionConn) SetDeadline(time.Time) error      { return errNoDeadlines }
 func (c *sessionConn) SetReadDeadline(time.Time) error  { return errNoDeadlines }
 func (c *sessionConn) SetWriteDeadline(time.Time) error { return errNoDeadlines }

@@ -81,15 +81,16 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 	ctx := req.Context()
 	conn := c.conn
 	abort := func() { _ = conn.SetReadDeadline(longAgo) }
-	// The wait for the head is bounded by the timeout (one timer per
-	// request rather than a read deadline: yamux starts a timer for every
-	// read that waits under a deadline).
-	timedOut := false
-	timer := time.AfterFunc(timeout, abort)
+	suspectAfter := time.Duration(0)
+	if c.session != nil {
+		suspectAfter = p.suspectAfter
+	}
+	c.startHeadTimer(timeout, suspectAfter, abort)
 	c.br = httpwire.GetReader(c)
 	resp, err = httpwire.ReadResponse(c.br, req)
-	if !timer.Stop() {
-		timedOut = true // even if the head arrived as it fired
+	timedOut := !c.stopHeadTimer()
+	if timedOut {
+		// even if the head arrived as it fired
 		if err == nil {
 			_ = resp.Body.Close()
 			err = os.ErrDeadlineExceeded
@@ -133,6 +134,52 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 	return resp, nil, false
 }
 
+// The wait for a response head, bounded by one timer per request (rather
+// than a read deadline: yamux starts a timer for every read that waits
+// under a deadline). On an upstream session the timer first fires after
+// suspectAfter, has the session checked (Suspect) and is set again for
+// the rest of the timeout; requests answered sooner cost nothing more.
+const (
+	headWaiting   int32 = iota // before suspectAfter
+	headSuspected              // after it (or without it): waiting for the timeout
+	headArrived
+	headTimedOut
+)
+
+// startHeadTimer starts the wait: abort runs once timeout has passed
+// without stopHeadTimer.
+func (c *streamConn) startHeadTimer(timeout, suspectAfter time.Duration, abort func()) {
+	first := timeout
+	if suspectAfter > 0 && suspectAfter < timeout {
+		first = suspectAfter
+	} else {
+		c.head.Store(headSuspected)
+	}
+	var fire func()
+	fire = func() {
+		if c.head.CompareAndSwap(headWaiting, headSuspected) {
+			c.session.Suspect()
+			c.headTimer.Store(time.AfterFunc(timeout-first, fire))
+			return
+		}
+		if c.head.CompareAndSwap(headSuspected, headTimedOut) {
+			abort()
+		}
+	}
+	c.headTimer.Store(time.AfterFunc(first, fire))
+}
+
+// stopHeadTimer ends the wait; it reports false if the timeout came first.
+// A timer set again meanwhile may still fire: it finds the head arrived
+// and does nothing.
+func (c *streamConn) stopHeadTimer() bool {
+	if c.head.CompareAndSwap(headWaiting, headArrived) || c.head.CompareAndSwap(headSuspected, headArrived) {
+		c.headTimer.Load().Stop()
+		return true
+	}
+	return false
+}
+
 // bodyBuffered reports whether resp's whole body is already in br.
 func bodyBuffered(resp *http.Response, br *bufio.Reader) bool {
 	return resp.Body == http.NoBody || resp.ContentLength >= 0 && int64(br.Buffered()) >= resp.ContentLength
@@ -156,6 +203,9 @@ type streamConn struct {
 	keepAlive bool
 	stopAbort func() bool
 	once      sync.Once
+	// The wait for the response head (startHeadTimer).
+	head      atomic.Int32
+	headTimer atomic.Pointer[time.Timer]
 }
 
 // Read reads from the connection, counting bytes (a retry is safe only if

@@ -43,6 +43,11 @@ type Options struct {
 	// DialNode connects to another node's proxy port for forwarding
 	// (e.g. over TLS); nil means plain TCP with a 3 s timeout.
 	DialNode connpool.DialFunc
+	// SuspectAfter is how long a response head may take on a local
+	// upstream before its session is reported to the registry as
+	// possibly unresponsive (upstream.Session.Suspect: it is pinged).
+	// Zero means one second.
+	SuspectAfter time.Duration
 	// OneRequestPerStream disables HTTP keep-alive on upstream streams:
 	// every request then opens a stream and asks the agent to close it
 	// after the response ("Connection: close").
@@ -64,6 +69,7 @@ type Proxy struct {
 	auth           *auth.Verifier
 	gatewayTimeout time.Duration
 	upstreamWait   time.Duration
+	suspectAfter   time.Duration
 	reuseStreams   bool
 	logger         *slog.Logger
 	metrics        *metrics
@@ -83,6 +89,9 @@ func New(opts Options) *Proxy {
 	if opts.GatewayTimeout <= 0 {
 		opts.GatewayTimeout = 15 * time.Second
 	}
+	if opts.SuspectAfter <= 0 {
+		opts.SuspectAfter = time.Second
+	}
 	logger := opts.Logger.With("subsystem", "proxy")
 	p := &Proxy{
 		registry:       opts.Registry,
@@ -91,6 +100,7 @@ func New(opts Options) *Proxy {
 		auth:           opts.Auth,
 		gatewayTimeout: opts.GatewayTimeout,
 		upstreamWait:   opts.UpstreamWait,
+		suspectAfter:   opts.SuspectAfter,
 		reuseStreams:   !opts.OneRequestPerStream,
 		logger:         logger,
 		metrics:        newMetrics(opts.Metrics),

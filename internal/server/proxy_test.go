@@ -17,6 +17,7 @@ import (
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/testutil"
+	"github.com/pico-proxy/pico/internal/upstream"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
 
@@ -161,6 +162,23 @@ func TestRoundRobinAcrossAgents(t *testing.T) {
 		seen[decodeEcho(t, s.get("rr", "/")).Name]++
 	}
 	require.Equal(t, map[string]int{"a": 5, "b": 5}, seen)
+}
+
+func TestAFrozenAgentIsFoundAndItsRequestsGoToTheOther(t *testing.T) {
+	probe := upstream.ProbeOptions{Unresponsive: 50 * time.Millisecond, Timeout: 300 * time.Millisecond, Quiet: time.Hour}
+	s := startServer(t, serverSetup{opts: []Option{WithLiveness(50*time.Millisecond, probe)}})
+	s.agent("frz", echoHandler("a"))
+	frozen := s.agent("frz", echoHandler("b"))
+	require.Eventually(t, func() bool { return s.Registry().Counts()["frz"] == 2 }, 5*time.Second, 5*time.Millisecond)
+
+	// The agent hangs with its connection open: without the check, every
+	// second request would wait out the 15 s gateway timeout.
+	frozen.Freeze()
+	for range 6 {
+		require.Equal(t, "a", decodeEcho(t, s.get("frz", "/")).Name)
+	}
+	require.Equal(t, 1, s.Registry().Counts()["frz"], "the frozen agent's connection is closed")
+	require.Equal(t, 1, s.logs.Count(`"upstream stopped answering; closing its connection"`, `"endpoint":"frz"`))
 }
 
 func TestTCPRoute(t *testing.T) {

@@ -48,6 +48,8 @@ type options struct {
 	shutdownGrace *time.Duration // nil: server.drain_delay
 	streamReuse   *bool          // nil: upstream.reuse_streams
 	metrics       *prometheus.Registry
+	suspectAfter  time.Duration         // 0: the proxy's default
+	probe         upstream.ProbeOptions // zero fields: upstream.DefaultProbe
 }
 
 // WithMembership plugs in the cluster membership (default: Standalone).
@@ -72,6 +74,13 @@ func WithShutdownGrace(d time.Duration) Option {
 // the yamux streams to agents (see proxy.Options.OneRequestPerStream).
 func WithStreamReuse(on bool) Option {
 	return func(o *options) { o.streamReuse = &on }
+}
+
+// WithLiveness overrides how agents that stopped answering are found: a
+// response head slower than suspectAfter has its upstream connection
+// pinged, under probe (see upstream.ProbeOptions).
+func WithLiveness(suspectAfter time.Duration, probe upstream.ProbeOptions) Option {
+	return func(o *options) { o.suspectAfter, o.probe = suspectAfter, probe }
 }
 
 // WithMetricsRegistry makes the server register its metrics in reg and
@@ -159,6 +168,7 @@ func New(cfg *config.Server, logger *slog.Logger, opts ...Option) (*Server, erro
 	s.registry = upstream.NewRegistry(logger, upstream.RegistryOptions{
 		MaxStreamsPerConnection: cfg.Upstream.MaxStreamsPerConnection,
 		Metrics:                 o.metrics,
+		Probe:                   o.probe,
 	})
 	return s, nil
 }
@@ -223,6 +233,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		LocalID:             s.id,
 		GatewayTimeout:      s.cfg.Proxy.GatewayTimeout,
 		UpstreamWait:        *cmp.Or(s.opts.upstreamWait, &s.cfg.Proxy.UpstreamWait),
+		SuspectAfter:        s.opts.suspectAfter,
 		Auth:                s.security.proxyAuth,
 		DialNode:            s.security.dialNode(),
 		OneRequestPerStream: !s.reuseStreams(),

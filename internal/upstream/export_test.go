@@ -8,3 +8,6 @@ func SetStreamIdleTimeout(d time.Duration) (restore func()) {
 	streamIdleTimeout = d
 	return func() { streamIdleTimeout = old }
 }
+
+// PingOut reports whether a ping of s is unanswered.
+func PingOut(s *Session) bool { return s.pingSent.Load() != 0 }

@@ -7,6 +7,7 @@ type registryMetrics struct {
 	endpoints     prometheus.Gauge
 	registrations *prometheus.CounterVec
 	expired       prometheus.Counter
+	unresponsive  prometheus.Counter
 }
 
 func newRegistryMetrics(reg prometheus.Registerer) *registryMetrics {
@@ -27,9 +28,13 @@ func newRegistryMetrics(reg prometheus.Registerer) *registryMetrics {
 			Name: "pico_upstream_token_expirations_total",
 			Help: "Upstream connections retired because their token expired.",
 		}),
+		unresponsive: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pico_upstream_unresponsive_total",
+			Help: "Upstream connections closed because their agent did not answer a ping after a slow response.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.endpoints, m.registrations, m.expired)
+		reg.MustRegister(m.sessions, m.endpoints, m.registrations, m.expired, m.unresponsive)
 	}
 	return m
 }

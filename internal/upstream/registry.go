@@ -37,6 +37,8 @@ type RegistryOptions struct {
 	MaxStreamsPerConnection int
 	// Metrics receives the registry's metrics; nil means none.
 	Metrics prometheus.Registerer
+	// Probe tunes the check of sessions the proxy suspects (Suspect).
+	Probe ProbeOptions
 }
 
 // Registry maps endpoints to the upstream sessions that serve them.
@@ -45,6 +47,7 @@ type Registry struct {
 	logger     *slog.Logger
 	maxStreams int64
 	metrics    *registryMetrics
+	probe      ProbeOptions
 
 	nextID atomic.Uint64
 
@@ -68,6 +71,7 @@ func NewRegistry(logger *slog.Logger, opts RegistryOptions) *Registry {
 		logger:     logger.With("subsystem", "upstream"),
 		maxStreams: int64(opts.MaxStreamsPerConnection),
 		metrics:    newRegistryMetrics(opts.Metrics),
+		probe:      opts.Probe.withDefaults(),
 		endpoints:  make(map[string]*endpointSessions),
 		changed:    make(chan struct{}),
 		all:        make(map[*Session]struct{}),
@@ -82,6 +86,7 @@ type Session struct {
 	remoteAddr  string
 	connectedAt time.Time
 	mux         *yamux.Session
+	conn        *closeHook // the agent's connection, under mux
 	registry    *Registry
 
 	// active counts acquired leases (streams in use or about to be
@@ -91,6 +96,11 @@ type Session struct {
 	closing   atomic.Bool
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	// Liveness (liveness.go), in Unix nanoseconds: when the ping now out
+	// was sent (0: none), when the last one was answered.
+	pingSent     atomic.Int64
+	pingAnswered atomic.Int64
 
 	// Idle streams kept for HTTP keep-alive (pool.go).
 	poolMu sync.Mutex
@@ -157,7 +167,8 @@ func (r *Registry) notifyLocked() {
 }
 
 // Acquire picks a session for endpoint round robin, skipping sessions in
-// exclude and sessions at the stream limit, and leases it: the caller must
+// exclude and sessions at the stream limit, and preferring sessions not
+// unresponsive to a ping (liveness.go), and leases it: the caller must
 // call Release on the returned session. When none is available it says
 // why.
 func (r *Registry) Acquire(endpoint string, exclude ...*Session) (*Session, Availability) {
@@ -175,14 +186,31 @@ func (r *Registry) Acquire(endpoint string, exclude ...*Session) (*Session, Avai
 		return nil, None
 	}
 	start := e.next.Add(1)
-	skipped := 0
+	skipped, deferred := 0, 0
+	var now int64
 	for i := range n {
 		s := e.sessions[(start+i)%n]
 		if excluded(s, exclude) {
 			skipped++
 			continue
 		}
+		if s.pingSent.Load() != 0 {
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			if s.unresponsive(now) {
+				deferred++
+				continue
+			}
+		}
 		if s.tryAcquire(r.maxStreams) {
+			return s, 0
+		}
+	}
+	// Only unresponsive sessions are left: one may still answer.
+	for i := 0; deferred > 0 && i < int(n); i++ {
+		s := e.sessions[(start+uint32(i))%n]
+		if !excluded(s, exclude) && s.unresponsive(now) && s.tryAcquire(r.maxStreams) {
 			return s, 0
 		}
 	}
@@ -302,6 +330,7 @@ func (res *Reservation) Activate(conn net.Conn, remoteAddr string, cfg *yamux.Co
 		remoteAddr:  remoteAddr,
 		connectedAt: time.Now(),
 		mux:         mux,
+		conn:        hooked,
 		registry:    r,
 		closed:      make(chan struct{}),
 	}

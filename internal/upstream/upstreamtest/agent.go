@@ -34,6 +34,7 @@ func PikoURL(addr, endpoint string) string {
 type Agent struct {
 	// Session is the agent's yamux client session.
 	Session *yamux.Session
+	conn    *freezableConn
 	server  *http.Server
 	closed  chan struct{}
 	once    sync.Once
@@ -78,12 +79,13 @@ func dial(ctx context.Context, url string) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	session, err := yamux.Client(conn, protocol.YamuxConfig(slog.New(slog.DiscardHandler)))
+	fc := &freezableConn{Conn: conn}
+	session, err := yamux.Client(fc, protocol.YamuxConfig(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
-	a := &Agent{Session: session, closed: make(chan struct{})}
+	a := &Agent{Session: session, conn: fc, closed: make(chan struct{})}
 	go func() {
 		<-session.CloseChan()
 		a.once.Do(func() { close(a.closed) })
@@ -103,6 +105,54 @@ func (a *Agent) GoAwayReceived() bool {
 		return false
 	}
 	return errors.Is(err, yamux.ErrRemoteGoAway)
+}
+
+// Freeze makes the agent stop reading its connection, as a hung process
+// or a host gone without a reset would: the connection stays open, and
+// nothing the server sends (streams, pings) is answered until Thaw.
+func (a *Agent) Freeze() { a.conn.freeze() }
+
+// Thaw undoes Freeze.
+func (a *Agent) Thaw() { a.conn.thaw() }
+
+// freezableConn holds back what it read while frozen.
+type freezableConn struct {
+	net.Conn
+	mu     sync.Mutex
+	thawed chan struct{} // non-nil while frozen
+}
+
+func (c *freezableConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	gate := c.thawed
+	c.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	return n, err
+}
+
+func (c *freezableConn) freeze() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.thawed == nil {
+		c.thawed = make(chan struct{})
+	}
+}
+
+func (c *freezableConn) thaw() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.thawed != nil {
+		close(c.thawed)
+		c.thawed = nil
+	}
+}
+
+func (c *freezableConn) Close() error {
+	c.thaw()
+	return c.Conn.Close()
 }
 
 // Close ends the session.
