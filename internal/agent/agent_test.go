@@ -234,6 +234,22 @@ func TestReconnectsAfterTheServerClosesTheConnection(t *testing.T) {
 	}
 }
 
+func TestKeepaliveIntervalPacesThePings(t *testing.T) {
+	server := newUpstreamServer(t)
+	cfg := agentConfig(server.url(), Endpoint{ID: "pinged", Protocol: "http", Addr: echoService(t).URL})
+	cfg.KeepaliveInterval = 20 * time.Millisecond
+	a := startAgent(t, cfg)
+	waitRegistered(t, a)
+	server.session("pinged", 1)
+	// An idle connection carries nothing but the agent's pings: a yamux
+	// frame header of 12 bytes each (the default 10 s would send none
+	// within the wait).
+	const frame = 12
+	before := server.received.Load()
+	require.Eventually(t, func() bool { return server.received.Load()-before >= 3*frame }, waitFor, tick,
+		"three pings reach the server")
+}
+
 func TestReconnectsAtGoAwayWhileTheOldConnectionFinishes(t *testing.T) {
 	inFlight := make(chan struct{})
 	release := make(chan struct{})

@@ -199,7 +199,9 @@ func (e *endpoint) connect(ctx context.Context) (sess *yamux.Session, goingAway 
 		return nil, nil, err
 	}
 	watcher := newGoAwayWatcher(conn)
-	sess, err = yamux.Client(watcher, protocol.YamuxConfig(e.logger))
+	cfg := protocol.YamuxConfig(e.logger)
+	cfg.KeepAliveInterval = e.agent.cfg.KeepaliveInterval
+	sess, err = yamux.Client(watcher, cfg)
 	if err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("starting the yamux session: %w", err)

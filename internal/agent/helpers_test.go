@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,20 @@ type upstreamServer struct {
 	auth     map[string]string        // endpoint -> last Authorization header
 	hold     map[string]chan struct{} // endpoint -> handshakes wait until closed
 	sessions map[string][]*yamux.Session
+
+	received atomic.Int64 // bytes read from every agent connection
+}
+
+// countingConn counts what is read from an agent's connection.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func newUpstreamServer(t testing.TB) *upstreamServer {
@@ -117,7 +132,7 @@ func (s *upstreamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	sess, err := yamux.Server(protocol.CoalesceWrites(conn), protocol.YamuxConfig(s.logger))
+	sess, err := yamux.Server(protocol.CoalesceWrites(countingConn{conn, &s.received}), protocol.YamuxConfig(s.logger))
 	if err != nil {
 		conn.Close()
 		return

@@ -43,7 +43,17 @@ type Agent struct {
 	Client `yaml:",inline"`
 	// Endpoints are registered with one upstream connection each.
 	Endpoints []AgentEndpoint `yaml:"endpoints"`
+	// KeepaliveInterval is how often the agent pings the server over each
+	// upstream connection; a ping unanswered for 10 s (yamux's wait)
+	// replaces the connection. It bounds how long an endpoint stays on a
+	// server that vanished without closing the connection (a crashed
+	// host, a cut network): about this plus 10 s. Piko's agents use
+	// yamux's 30 s.
+	KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
 }
+
+// DefaultKeepaliveInterval is the agent's default keepalive_interval.
+const DefaultKeepaliveInterval = 10 * time.Second
 
 // DefaultAgentURL is the default connect.url of `pico agent`: the upstream
 // port of a local server.
@@ -51,19 +61,21 @@ const DefaultAgentURL = "http://localhost:8001"
 
 // DefaultAgent returns the documented defaults (no endpoints).
 func DefaultAgent() *Agent {
-	return &Agent{Client: defaultClient(DefaultAgentURL)}
+	return &Agent{Client: defaultClient(DefaultAgentURL), KeepaliveInterval: DefaultKeepaliveInterval}
 }
 
 // RegisterFlags registers one flag per key except endpoints.
 func (a *Agent) RegisterFlags(fs *pflag.FlagSet) {
 	a.Client.RegisterFlags(fs, "the server's upstream port", "in-flight requests and TCP connections")
+	fs.DurationVar(&a.KeepaliveInterval, "keepalive-interval", a.KeepaliveInterval,
+		"how often each upstream connection is pinged; one whose ping goes unanswered for 10s is replaced")
 }
 
 // Validate returns every problem found, joined. An empty endpoint list is
 // valid here (the command line may add one); agent.New requires at least
 // one.
 func (a *Agent) Validate() error {
-	errs := []error{a.Client.Validate()}
+	errs := []error{a.Client.Validate(), positiveDuration("keepalive_interval", a.KeepaliveInterval)}
 	seen := make(map[string]int, len(a.Endpoints))
 	for i, e := range a.Endpoints {
 		where := fmt.Sprintf("endpoints[%d]", i)

@@ -17,6 +17,7 @@ func TestAgentDefaultsAndPrecedence(t *testing.T) {
 	require.Equal(t, "http://localhost:8001", cfg.Connect.URL)
 	require.Equal(t, 10*time.Second, cfg.Connect.Timeout)
 	require.Equal(t, time.Minute, cfg.GracePeriod)
+	require.Equal(t, DefaultKeepaliveInterval, cfg.KeepaliveInterval)
 	require.Empty(t, cfg.Endpoints)
 
 	path := writeFile(t, `
@@ -29,6 +30,7 @@ endpoints:
     protocol: tcp
     addr: "db.internal:5432"
 grace_period: 30s
+keepalive_interval: 20s
 log:
   level: warn
   subsystems: [agent]
@@ -39,6 +41,7 @@ log:
 	require.Equal(t, "http://pico.example.com:8001/base", cfg.Connect.URL)
 	require.Equal(t, "from-flag", cfg.Connect.Token)
 	require.Equal(t, 30*time.Second, cfg.GracePeriod)
+	require.Equal(t, 20*time.Second, cfg.KeepaliveInterval)
 	require.Equal(t, []AgentEndpoint{{"web", "http", "3000"}, {"db", "tcp", "db.internal:5432"}}, cfg.Endpoints)
 	require.Equal(t, []string{"agent"}, cfg.Log.Subsystems)
 }
@@ -54,6 +57,7 @@ endpoints:
   - {id: ok, protocol: tcp, addr: "http://x:1/path"}
   - {id: web, protocol: http, addr: "99999"}
 grace_period: -1s
+keepalive_interval: 0s
 `)
 	_, _, err := Load("agent", []string{"--config.path", path}, DefaultAgent, io.Discard)
 	require.Error(t, err)
@@ -69,6 +73,7 @@ grace_period: -1s
 		`endpoints[2].id "ok" repeats endpoints[1].id`,
 		`endpoints[3].addr: "99999": port "99999" is not a number from 1 to 65535`,
 		"grace_period (--grace-period)",
+		"keepalive_interval (--keepalive-interval)",
 	} {
 		require.ErrorContains(t, err, want)
 	}
