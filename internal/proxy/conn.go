@@ -79,13 +79,11 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 	}
 
 	ctx := req.Context()
-	conn := c.conn
-	abort := func() { _ = conn.SetReadDeadline(longAgo) }
 	suspectAfter := time.Duration(0)
 	if c.session != nil {
 		suspectAfter = p.suspectAfter
 	}
-	c.startHeadTimer(timeout, suspectAfter, abort)
+	c.startHeadTimer(timeout, suspectAfter)
 	c.br = httpwire.GetReader(c)
 	resp, err = httpwire.ReadResponse(c.br, req)
 	timedOut := !c.stopHeadTimer()
@@ -122,7 +120,7 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 	// While the body may still block, a client that goes away ends the
 	// wait (a body already buffered cannot block).
 	if resp.StatusCode == http.StatusSwitchingProtocols || !bodyBuffered(resp, c.br) {
-		c.stopAbort = context.AfterFunc(ctx, abort)
+		c.stopAbort = context.AfterFunc(ctx, c.abort)
 	}
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -146,27 +144,28 @@ const (
 	headTimedOut
 )
 
-// startHeadTimer starts the wait: abort runs once timeout has passed
-// without stopHeadTimer.
-func (c *streamConn) startHeadTimer(timeout, suspectAfter time.Duration, abort func()) {
+// startHeadTimer starts the wait: the connection's reads are aborted once
+// timeout has passed without stopHeadTimer.
+func (c *streamConn) startHeadTimer(timeout, suspectAfter time.Duration) {
 	first := timeout
 	if suspectAfter > 0 && suspectAfter < timeout {
 		first = suspectAfter
 	} else {
 		c.head.Store(headSuspected)
 	}
-	var fire func()
-	fire = func() {
-		if c.head.CompareAndSwap(headWaiting, headSuspected) {
-			c.session.Suspect()
-			c.headTimer.Store(time.AfterFunc(timeout-first, fire))
-			return
-		}
-		if c.head.CompareAndSwap(headSuspected, headTimedOut) {
-			abort()
-		}
+	c.headRest = timeout - first
+	c.headTimer.Store(time.AfterFunc(first, c.headTimerFired))
+}
+
+func (c *streamConn) headTimerFired() {
+	if c.head.CompareAndSwap(headWaiting, headSuspected) {
+		c.session.Suspect()
+		c.headTimer.Store(time.AfterFunc(c.headRest, c.headTimerFired))
+		return
 	}
-	c.headTimer.Store(time.AfterFunc(first, fire))
+	if c.head.CompareAndSwap(headSuspected, headTimedOut) {
+		c.abort()
+	}
 }
 
 // stopHeadTimer ends the wait; it reports false if the timeout came first.
@@ -179,6 +178,9 @@ func (c *streamConn) stopHeadTimer() bool {
 	}
 	return false
 }
+
+// abort unblocks the connection's pending reads.
+func (c *streamConn) abort() { _ = c.conn.SetReadDeadline(longAgo) }
 
 // bodyBuffered reports whether resp's whole body is already in br.
 func bodyBuffered(resp *http.Response, br *bufio.Reader) bool {
@@ -206,6 +208,7 @@ type streamConn struct {
 	// The wait for the response head (startHeadTimer).
 	head      atomic.Int32
 	headTimer atomic.Pointer[time.Timer]
+	headRest  time.Duration // from the suspicion to the timeout
 }
 
 // Read reads from the connection, counting bytes (a retry is safe only if

@@ -181,6 +181,28 @@ func TestAFrozenAgentIsFoundAndItsRequestsGoToTheOther(t *testing.T) {
 	require.Equal(t, 1, s.logs.Count(`"upstream stopped answering; closing its connection"`, `"endpoint":"frz"`))
 }
 
+func TestASlowButLiveAgentIsKeptAndTheGatewayTimeoutStillHolds(t *testing.T) {
+	probe := upstream.ProbeOptions{Unresponsive: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Quiet: time.Millisecond}
+	s := startServer(t, serverSetup{
+		cfg:  func(c *config.Server) { c.Proxy.GatewayTimeout = 300 * time.Millisecond },
+		opts: []Option{WithLiveness(20*time.Millisecond, probe)},
+	})
+	stuck := make(chan struct{})
+	defer close(stuck)
+	s.agent("slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-stuck:
+		case <-r.Context().Done():
+		}
+	}))
+	for range 2 {
+		// Suspected after 20 ms, pinged, answered: the wait goes on to the timeout.
+		requireJSONError(t, s.get("slow", "/"), http.StatusGatewayTimeout, "did not answer within 300ms")
+	}
+	require.Equal(t, 1, s.Registry().Counts()["slow"], "an agent that answers pings is kept")
+	require.Zero(t, s.logs.Count("upstream stopped answering"))
+}
+
 func TestTCPRoute(t *testing.T) {
 	s := startServer(t, serverSetup{})
 	a, err := upstreamtest.ServeTCP(context.Background(), upstreamtest.URL(s.Addrs().Upstream, "db"), upstreamtest.Echo)
