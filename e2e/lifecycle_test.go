@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -419,6 +420,39 @@ func TestLifecycleKilledNode(t *testing.T) {
 	after := Summarize(Since(lc.load.Results(), settled))
 	require.GreaterOrEqual(t, float64(after.Total-after.Failed), 0.999*float64(after.Total),
 		"from 5 s after the kill: %d of %d failed: %v", after.Failed, after.Total, after.FailureStrings())
+}
+
+// TestLifecycleFrozenAgent: one of an endpoint's two agents hangs with its
+// connection open (SIGSTOP), as a wedged process or a host gone without a
+// TCP reset would. No request is lost: the node pings the agent once a
+// response is slow, sends new requests to the other agent while the ping
+// is unanswered, and closes the connection when the ping times out, upon
+// which the requests it held are retried on the other agent, well before
+// the gateway timeout.
+func TestLifecycleFrozenAgent(t *testing.T) {
+	lc := newLoadedCluster(t, startPeers(t, 3))
+	victim := lc.agents[0]
+	frozen := time.Now()
+	require.NoError(t, syscall.Kill(victim.PID(), syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(victim.PID(), syscall.SIGCONT) }) // so that it can be stopped
+	require.Eventually(t, func() bool {
+		for _, n := range lc.nodes {
+			if upstreamsSeenBy(n) != len(lc.agents)-1 {
+				return false
+			}
+		}
+		return true
+	}, 40*time.Second, 50*time.Millisecond, "no node closed the frozen agent's connection")
+	t.Logf("the frozen agent's connection was closed %s after the freeze", time.Since(frozen).Round(time.Millisecond))
+
+	s := lc.finish("an agent frozen (SIGSTOP) with its connection open")
+	require.Zero(t, s.Failed, "failed requests: %v", s.FailureStrings())
+	slowest := time.Duration(0)
+	for _, r := range lc.load.Results() {
+		slowest = max(slowest, r.Duration)
+	}
+	t.Logf("slowest request: %s (the requests the frozen agent held)", slowest.Round(time.Millisecond))
+	require.Less(t, slowest, 15*time.Second, "a request waited for the gateway timeout")
 }
 
 // TestLifecyclePartitionHeals: one node is cut off from the others' gossip
