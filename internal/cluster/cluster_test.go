@@ -189,12 +189,17 @@ func TestGracefulLeaveRemovesTheNodeAtOnce(t *testing.T) {
 	}
 
 	a.SetLeaving()
+	for _, n := range nodes[1:] {
+		require.Eventually(t, func() bool { _, ok := n.PickRemote("e"); return !ok }, eventually, tick)
+		require.False(t, n.Gone(a.LocalID()), "a leaving node finishes what it holds")
+	}
 	require.NoError(t, a.Leave(5*time.Second))
 	// a keeps running (and answering probes), so failure detection cannot
 	// be what removes it: only the leave message can, and it marks the
 	// node "left", never "dead".
 	for _, n := range nodes[1:] {
 		require.Eventually(t, func() bool { return status(n, a.LocalID()) == StatusLeft }, eventually, tick)
+		require.False(t, n.Gone(a.LocalID()), "a node that left answered what it held: not failed")
 		_, ok := n.PickRemote("e")
 		require.False(t, ok)
 		_, ok = n.memberSecret(a.LocalID())
@@ -235,6 +240,7 @@ func TestKilledNodeIsRemovedFromRouting(t *testing.T) {
 		require.Eventually(t, func() bool { return routesTo(n, "e", a.LocalID()) }, eventually, tick)
 	}
 
+	require.False(t, nodes[1].Gone(a.LocalID()))
 	killed := time.Now()
 	require.NoError(t, a.Shutdown()) // no Leave: the others must detect it
 	for _, n := range nodes[1:] {
@@ -242,6 +248,7 @@ func TestKilledNodeIsRemovedFromRouting(t *testing.T) {
 			_, routable := n.PickRemote("e")
 			return !routable && status(n, a.LocalID()) == StatusDead
 		}, eventually, tick, describe(nodes[1:]))
+		require.True(t, n.Gone(a.LocalID()))
 	}
 	t.Logf("killed node removed from routing after %s", time.Since(killed).Round(time.Millisecond))
 	waitActive(t, nodes[1:], ids(nodes[1:])...)

@@ -155,6 +155,16 @@ func (c *Cluster) ReportUnreachable(id string) {
 	}
 }
 
+// Gone reports whether failure detection declared the member with id
+// failed (or it is no longer known): proxy.Router. A member that left
+// gracefully answered what it held before it left.
+func (c *Cluster) Gone(id string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	p, ok := c.peers[id]
+	return !ok || p.member == memberDead
+}
+
 // Nodes lists every member, this node included, sorted by ID. Nodes that
 // failed or left stay listed (with status dead or left) for a short while.
 func (c *Cluster) Nodes() []NodeSummary {

@@ -79,16 +79,12 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 	}
 
 	ctx := req.Context()
-	suspectAfter := time.Duration(0)
-	if c.session != nil {
-		suspectAfter = p.suspectAfter
-	}
-	c.startHeadTimer(timeout, suspectAfter)
+	c.startHeadTimer(timeout, p.suspectAfter)
 	c.br = httpwire.GetReader(c)
 	resp, err = httpwire.ReadResponse(c.br, req)
-	timedOut := !c.stopHeadTimer()
-	if timedOut {
-		// even if the head arrived as it fired
+	timedOut, nodeGone := c.stopHeadTimer()
+	if timedOut || nodeGone {
+		// even if the head arrived as the wait was cut
 		if err == nil {
 			_ = resp.Body.Close()
 			err = os.ErrDeadlineExceeded
@@ -105,6 +101,9 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 		}
 		if timedOut {
 			return nil, &gatewayTimeoutError{timeout: p.gatewayTimeout}, false
+		}
+		if nodeGone {
+			err = fmt.Errorf("node %s failed while the request waited for its answer", c.nodeID)
 		}
 		// The connection failed, or the far end closed a reused one,
 		// before any response byte: a replayable request may go
@@ -134,21 +133,26 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 
 // The wait for a response head, bounded by one timer per request (rather
 // than a read deadline: yamux starts a timer for every read that waits
-// under a deadline). On an upstream session the timer first fires after
-// suspectAfter, has the session checked (Suspect) and is set again for
-// the rest of the timeout; requests answered sooner cost nothing more.
+// under a deadline). The timer first fires after suspectAfter and has the
+// far end checked: an upstream session is pinged (Suspect); for another
+// node, a goroutine watches the routing table until the head arrives and
+// aborts the wait if the node is declared failed, so that a replayable
+// request goes to another node instead of waiting out the timeout. Then
+// the timer is set again for the rest of the timeout. Requests answered
+// sooner cost nothing more.
 const (
 	headWaiting   int32 = iota // before suspectAfter
 	headSuspected              // after it (or without it): waiting for the timeout
 	headArrived
 	headTimedOut
+	headNodeGone // aborted: the node failed
 )
 
 // startHeadTimer starts the wait: the connection's reads are aborted once
 // timeout has passed without stopHeadTimer.
 func (c *streamConn) startHeadTimer(timeout, suspectAfter time.Duration) {
 	first := timeout
-	if suspectAfter > 0 && suspectAfter < timeout {
+	if suspectAfter > 0 && suspectAfter < timeout && (c.session != nil || c.router != nil) {
 		first = suspectAfter
 	} else {
 		c.head.Store(headSuspected)
@@ -159,7 +163,11 @@ func (c *streamConn) startHeadTimer(timeout, suspectAfter time.Duration) {
 
 func (c *streamConn) headTimerFired() {
 	if c.head.CompareAndSwap(headWaiting, headSuspected) {
-		c.session.Suspect()
+		if c.session != nil {
+			c.session.Suspect()
+		} else {
+			go c.watchNode()
+		}
 		c.headTimer.Store(time.AfterFunc(c.headRest, c.headTimerFired))
 		return
 	}
@@ -168,15 +176,39 @@ func (c *streamConn) headTimerFired() {
 	}
 }
 
-// stopHeadTimer ends the wait; it reports false if the timeout came first.
-// A timer set again meanwhile may still fire: it finds the head arrived
-// and does nothing.
-func (c *streamConn) stopHeadTimer() bool {
+// nodeWatchRecheck bounds how long watchNode outlives the wait it watches.
+const nodeWatchRecheck = 250 * time.Millisecond
+
+// watchNode aborts the wait for the head once the node is gone.
+func (c *streamConn) watchNode() {
+	recheck := time.NewTimer(nodeWatchRecheck)
+	defer recheck.Stop()
+	for c.head.Load() == headSuspected {
+		changed := c.router.Changed()
+		if c.router.Gone(c.nodeID) {
+			if c.head.CompareAndSwap(headSuspected, headNodeGone) {
+				c.abort()
+			}
+			return
+		}
+		select {
+		case <-changed:
+		case <-recheck.C:
+			recheck.Reset(nodeWatchRecheck)
+		}
+	}
+}
+
+// stopHeadTimer ends the wait: it reports whether the timeout came first,
+// or the node failed. A timer set again meanwhile may still fire: it
+// finds the head arrived and does nothing.
+func (c *streamConn) stopHeadTimer() (timedOut, nodeGone bool) {
 	if c.head.CompareAndSwap(headWaiting, headArrived) || c.head.CompareAndSwap(headSuspected, headArrived) {
 		c.headTimer.Load().Stop()
-		return true
+		return false, false
 	}
-	return false
+	state := c.head.Load()
+	return state == headTimedOut, state == headNodeGone
 }
 
 // abort unblocks the connection's pending reads.
@@ -195,6 +227,8 @@ type streamConn struct {
 	session  *upstream.Session // the lease of a stream, or
 	pool     *connpool.Pool    // the pool of a node connection
 	addr     string            // the node's address (pool key)
+	router   Router            // for a node connection: where to learn
+	nodeID   string            // that the node failed
 	br       *bufio.Reader
 	received int64
 	// bodyErr is set when the request body could not be read from the

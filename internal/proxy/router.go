@@ -29,6 +29,11 @@ type Router interface {
 	// failed, so that PickRemote avoids it for a while (until failure
 	// detection confirms or clears it) when another node can serve.
 	ReportUnreachable(id string)
+	// Gone reports whether failure detection declared the node with id
+	// failed: a request still waiting on it will get no answer. A node
+	// that is leaving, or left, gracefully answers what it holds first,
+	// so it is not gone.
+	Gone(id string) bool
 }
 
 // Headers of node-to-node forwarding.

@@ -116,7 +116,7 @@ func (p *Proxy) forward(req *http.Request, ex *exchange, node cluster.Node) (res
 		p.router.ReportUnreachable(node.ID)
 		return nil, &upstreamError{err: err}, true // nothing sent
 	}
-	c := &streamConn{conn: conn, pool: p.nodes, addr: node.ProxyAddr, keepAlive: true}
+	c := &streamConn{conn: conn, pool: p.nodes, addr: node.ProxyAddr, keepAlive: true, router: p.router, nodeID: node.ID}
 	resp, err, retry = p.exchangeOver(req, ex, c, reused, p.gatewayTimeout+forwardTimeoutMargin)
 	if err != nil {
 		return nil, err, retry

@@ -37,6 +37,7 @@ type testCluster struct {
 	claims  map[string]cluster.Node // endpoint -> a node claimed to hold it
 	// unreachable lists, in order, the node IDs members reported.
 	unreachable []string
+	gone        map[string]bool // node IDs failure detection declared dead
 	changed     chan struct{}
 	key         []byte
 }
@@ -45,6 +46,7 @@ func newTestCluster() *testCluster {
 	return &testCluster{
 		members: map[string]*testMember{},
 		claims:  map[string]cluster.Node{},
+		gone:    map[string]bool{},
 		changed: make(chan struct{}),
 		key:     []byte("test cluster key"),
 	}
@@ -131,6 +133,20 @@ func (m *testMember) ReportUnreachable(id string) {
 	m.c.mu.Lock()
 	defer m.c.mu.Unlock()
 	m.c.unreachable = append(m.c.unreachable, id)
+}
+
+// fail declares node id dead, as failure detection would.
+func (c *testCluster) fail(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gone[id] = true
+	c.notifyLocked()
+}
+
+func (m *testMember) Gone(id string) bool {
+	m.c.mu.Lock()
+	defer m.c.mu.Unlock()
+	return m.c.gone[id]
 }
 
 func (m *testMember) Changed() <-chan struct{} {
@@ -292,6 +308,43 @@ func TestDeadNodeRetriesAnotherNode(t *testing.T) {
 	require.Len(t, warn, 1, "the failed dial is logged, as the retry hides it from the client")
 	require.Equal(t, "node-dead", warn[0]["node"])
 	require.Equal(t, "WARN", warn[0]["level"])
+}
+
+func TestARequestWaitingOnANodeThatFailsGoesToAnother(t *testing.T) {
+	c, _, b := forwardingPair(t, "ep")
+	// A frozen process: the kernel accepts its connections, nothing answers.
+	frozen, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { frozen.Close() })
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			conn, err := frozen.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { conn.Close() })
+			accepted <- conn
+		}
+	}()
+	c.claim("ep", cluster.Node{ID: "node-frozen", ProxyAddr: frozen.Addr().String()})
+
+	answer := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, b.proxyURL("/"), nil)
+		req.Header.Set("X-Pico-Endpoint", "ep")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			answer <- resp
+		}
+		close(answer)
+	}()
+	<-accepted
+	c.fail("node-frozen") // failure detection, seconds before the gateway timeout
+	resp, ok := <-answer
+	require.True(t, ok, "the request failed")
+	defer resp.Body.Close()
+	require.Equal(t, "ep", decodeEcho(t, resp).Name, "retried on node-a once node-frozen was declared dead")
 }
 
 func TestForwardedNodeWithoutUpstreamSays502NoUpstream(t *testing.T) {

@@ -156,6 +156,9 @@ func (s *Standalone) VerifyForward(*http.Request) (string, error) {
 // ReportUnreachable does nothing: a standalone node has no other node.
 func (s *Standalone) ReportUnreachable(string) {}
 
+// Gone is proxy.Router: a standalone node knows no other node.
+func (s *Standalone) Gone(string) bool { return true }
+
 // Changed never fires.
 func (s *Standalone) Changed() <-chan struct{} { return s.never }
 
