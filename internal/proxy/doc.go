@@ -15,6 +15,11 @@
 //     forged one;
 //   - else, after a short bounded wait for an upstream to appear, 502.
 //
+// A response head slower than Options.SuspectAfter has its far end
+// checked: an agent's session is pinged (upstream.Session.Suspect), and a
+// request waiting on another node stops waiting, and may be retried,
+// once the Router reports that node failed (Gone).
+//
 // Both legs use the same exchange code, run by the request's own
 // goroutine: no transport goroutines, pooled buffers, no copies beyond
 // the body copy to the client.

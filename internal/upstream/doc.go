@@ -8,7 +8,8 @@
 // the proxy never reports "no upstream" for an endpoint whose agent was
 // just told it is registered), reports changes with per-endpoint upstream
 // counts, enforces the per-connection stream limit, keeps idle streams
-// for HTTP keep-alive (pool.go), and drains: on
+// for HTTP keep-alive (pool.go), checks sessions the proxy suspects of
+// having stopped answering with a ping (liveness.go), and drains: on
 // shutdown it refuses new agents, sends yamux GoAway on every session,
 // removes the sessions from routing and closes each one as soon as its
 // last proxied stream has finished.
