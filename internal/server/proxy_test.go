@@ -187,14 +187,7 @@ func TestASlowButLiveAgentIsKeptAndTheGatewayTimeoutStillHolds(t *testing.T) {
 		cfg:  func(c *config.Server) { c.Proxy.GatewayTimeout = 300 * time.Millisecond },
 		opts: []Option{WithLiveness(20*time.Millisecond, probe)},
 	})
-	stuck := make(chan struct{})
-	defer close(stuck)
-	s.agent("slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-stuck:
-		case <-r.Context().Done():
-		}
-	}))
+	s.stuckAgent("slow")
 	for range 2 {
 		// Suspected after 20 ms, pinged, answered: the wait goes on to the timeout.
 		requireJSONError(t, s.get("slow", "/"), http.StatusGatewayTimeout, "did not answer within 300ms")
@@ -295,16 +288,22 @@ func TestUpstreamWaitCoversReconnectingAgent(t *testing.T) {
 	require.Equal(t, "late", e.Name)
 }
 
-func TestGatewayTimeout(t *testing.T) {
-	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Proxy.GatewayTimeout = 300 * time.Millisecond }})
+// stuckAgent registers an agent for endpoint whose service answers no
+// request until the request is cancelled or the test ends.
+func (s *testServer) stuckAgent(endpoint string) {
 	stuck := make(chan struct{})
-	defer close(stuck)
-	s.agent("slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.t.Cleanup(func() { close(stuck) })
+	s.agent(endpoint, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-stuck:
 		case <-r.Context().Done():
 		}
 	}))
+}
+
+func TestGatewayTimeout(t *testing.T) {
+	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Proxy.GatewayTimeout = 300 * time.Millisecond }})
+	s.stuckAgent("slow")
 	resp := s.get("slow", "/")
 	requireJSONError(t, resp, http.StatusGatewayTimeout, "did not answer within 300ms")
 	// The stream was released: the session can serve again.
