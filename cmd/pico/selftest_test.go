@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,13 +65,8 @@ func TestSelftestOverAdminTLSWithToken(t *testing.T) {
 	a := startSecuredServer(t,
 		"--admin.tls.cert", cert.Cert, "--admin.tls.key", cert.Key,
 		"--admin.auth.token-hmac-secret-key", secretFile, "--admin.auth.token-audience", "pico-admin")
-	selftest := func(args ...string) (int, string, string) {
-		var stdout, stderr bytes.Buffer
-		code := runSelftest(append([]string{"--expect-members", "1", "--admin-url", "https://" + a.Admin,
-			"--proxy-url", "http://" + a.Proxy, "--upstream-url", "http://" + a.Upstream,
-			"--requests", "2", "--timeout", "30s"}, args...), &stdout, &stderr)
-		return code, stdout.String(), stderr.String()
-	}
+	selftest := selftestAgainst("--admin-url", "https://"+a.Admin,
+		"--proxy-url", "http://"+a.Proxy, "--upstream-url", "http://"+a.Upstream)
 
 	code, stdout, stderr := selftest("--admin.tls.ca", caFile, "--admin.tls.server-name", "localhost", "--admin.token-file", tokenFile)
 	require.Equal(t, 0, code, stderr)
@@ -121,13 +117,8 @@ func TestSelftestOverProxyAndUpstreamTLSWithTokens(t *testing.T) {
 		"--proxy.auth.token-audience", "pico-proxy", "--proxy.auth.require-endpoints-claim",
 		"--auth.token-hmac-secret-key", tlstest.WriteFile(t, dir, "upstream-secret", []byte(upstreamSecret)),
 		"--auth.token-audience", "pico-upstream", "--auth.require-endpoints-claim")
-	selftest := func(args ...string) (int, string, string) {
-		var stdout, stderr bytes.Buffer
-		code := runSelftest(append([]string{"--expect-members", "1", "--admin-url", "http://" + a.Admin,
-			"--proxy-url", "https://" + a.Proxy, "--upstream-url", "wss://" + a.Upstream,
-			"--requests", "2", "--timeout", "30s"}, args...), &stdout, &stderr)
-		return code, stdout.String(), stderr.String()
-	}
+	selftest := selftestAgainst("--admin-url", "http://"+a.Admin,
+		"--proxy-url", "https://"+a.Proxy, "--upstream-url", "wss://"+a.Upstream)
 	creds := []string{"--proxy.tls.ca", caFile, "--proxy.token-file", proxyToken,
 		"--upstream.tls.ca", caFile, "--upstream.tls.server-name", "localhost", "--upstream.token-file", upstreamToken}
 
@@ -166,14 +157,9 @@ func TestSelftestOverMutualTLS(t *testing.T) {
 	a := startSecuredServer(t,
 		"--proxy.tls.cert", cert.Cert, "--proxy.tls.key", cert.Key, "--proxy.tls.client-cas", clientCAs,
 		"--upstream.tls.cert", cert.Cert, "--upstream.tls.key", cert.Key, "--upstream.tls.client-cas", clientCAs)
-	selftest := func(args ...string) (int, string, string) {
-		var stdout, stderr bytes.Buffer
-		code := runSelftest(append([]string{"--expect-members", "1", "--admin-url", "http://" + a.Admin,
-			"--proxy-url", "https://" + a.Proxy, "--proxy.tls.ca", caFile,
-			"--upstream-url", "https://" + a.Upstream, "--upstream.tls.ca", caFile,
-			"--requests", "2", "--timeout", "30s"}, args...), &stdout, &stderr)
-		return code, stdout.String(), stderr.String()
-	}
+	selftest := selftestAgainst("--admin-url", "http://"+a.Admin,
+		"--proxy-url", "https://"+a.Proxy, "--proxy.tls.ca", caFile,
+		"--upstream-url", "https://"+a.Upstream, "--upstream.tls.ca", caFile)
 	proxyCert := []string{"--proxy.tls.cert", client.Cert, "--proxy.tls.key", client.Key}
 	upstreamCert := []string{"--upstream.tls.cert", client.Cert, "--upstream.tls.key", client.Key}
 
@@ -196,4 +182,15 @@ func TestSelftestOverMutualTLS(t *testing.T) {
 	code, _, stderr = selftest(append(upstreamCert, "--proxy.tls.cert", client.Cert)...)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "proxy.tls.cert (--proxy.tls.cert) and proxy.tls.key (--proxy.tls.key) must be set together")
+}
+
+// selftestAgainst returns a runner of `pico selftest` for one member (2 requests, 30 s) with
+// base (its URLs) followed by its own arguments, returning the exit code, stdout and stderr.
+func selftestAgainst(base ...string) func(args ...string) (int, string, string) {
+	base = append([]string{"--expect-members", "1", "--requests", "2", "--timeout", "30s"}, base...)
+	return func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := runSelftest(append(slices.Clip(base), args...), &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
 }
