@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -313,20 +314,11 @@ func TestDeadNodeRetriesAnotherNode(t *testing.T) {
 func TestARequestWaitingOnANodeThatFailsGoesToAnother(t *testing.T) {
 	c, _, b := forwardingPair(t, "ep")
 	// A frozen process: the kernel accepts its connections, nothing answers.
-	frozen, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { frozen.Close() })
-	accepted := make(chan net.Conn, 4)
-	go func() {
-		for {
-			conn, err := frozen.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { conn.Close() })
-			accepted <- conn
-		}
-	}()
+	accepted := make(chan struct{}, 4)
+	frozen := testutil.ServeTCP(t, func(conn net.Conn) {
+		accepted <- struct{}{}
+		_, _ = io.Copy(io.Discard, conn) // until the sender gives up on it
+	})
 	c.claim("ep", cluster.Node{ID: "node-frozen", ProxyAddr: frozen.Addr().String()})
 
 	answer := make(chan *http.Response, 1)
