@@ -37,7 +37,7 @@ type FileFlags struct {
 // RegisterFlags registers --config.path and --config.expand-env.
 func (f *FileFlags) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Path, "config.path", f.Path, "YAML configuration file")
-	fs.BoolVar(&f.ExpandEnv, "config.expand-env", f.ExpandEnv, "expand $VAR, ${VAR} and ${VAR:-default} in the configuration file")
+	fs.BoolVar(&f.ExpandEnv, "config.expand-env", f.ExpandEnv, "expand $VAR, ${VAR} and ${VAR:-default} in the configuration file (an unset variable without a default is an error)")
 }
 
 // Load builds a configuration with precedence defaults < YAML file < flags
@@ -101,11 +101,11 @@ func LoadFile(path string, expandEnv bool, cfg any) error {
 // Decode decodes YAML into cfg strictly; errors name the offending key.
 func Decode(data []byte, expandEnv bool, cfg any) error {
 	if expandEnv {
-		expanded, err := envsubst.String(string(data))
+		expanded, err := expandVariables(data)
 		if err != nil {
-			return fmt.Errorf("expanding environment variables: %w", err)
+			return err
 		}
-		data = []byte(expanded)
+		data = expanded
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -123,6 +123,51 @@ func Decode(data []byte, expandEnv bool, cfg any) error {
 		return describeYAMLError(err, &root)
 	}
 	return nil
+}
+
+// expandVariables expands $VAR, ${VAR} and ${VAR:-default} in data. A variable
+// that is unset and has no default is an error naming it and the key it
+// is under (a silently empty bind_addr would bind every interface). A
+// variable set to the empty string is accepted; envsubst counts an empty
+// default (${VAR:-}) as no default.
+func expandVariables(data []byte) ([]byte, error) {
+	expanded, err := envsubst.BytesRestricted(data, true, false)
+	if err == nil {
+		return expanded, nil
+	}
+	if msgs := unsetVariables(data); len(msgs) > 0 {
+		return nil, errors.New(strings.Join(msgs, "; "))
+	}
+	return nil, fmt.Errorf("expanding environment variables: %w", err)
+}
+
+var unsetRE = regexp.MustCompile(`variable \$\{(\w+)\} not set`)
+
+// unsetVariables describes each unset variable of data with its line and
+// key: the lines are expanded one by one to find them, and the keys are
+// read from the unexpanded YAML (a reference is a plain scalar there).
+func unsetVariables(data []byte) []string {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		root = yaml.Node{}
+	}
+	var msgs []string
+	for i, line := range strings.Split(string(data), "\n") {
+		_, err := envsubst.StringRestricted(line, true, false)
+		if err == nil {
+			continue
+		}
+		m := unsetRE.FindStringSubmatch(err.Error())
+		if m == nil {
+			continue
+		}
+		where := fmt.Sprintf("line %d", i+1)
+		if key := keyAtLine(&root, i+1, ""); key != "" {
+			where += fmt.Sprintf(": key %q", key)
+		}
+		msgs = append(msgs, fmt.Sprintf("%s: environment variable %s is not set (--config.expand-env); set it (to empty if that is meant), or give a default with ${%s:-value}", where, m[1], m[1]))
+	}
+	return msgs
 }
 
 var (

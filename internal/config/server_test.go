@@ -77,6 +77,34 @@ func TestExpandEnv(t *testing.T) {
 	require.Equal(t, "${POD_NAME}-", cfg.Cluster.NodeIDPrefix, "no expansion without --config.expand-env")
 }
 
+func TestExpandEnvRefusesUnsetVariables(t *testing.T) {
+	t.Setenv("PICO_TEST_SET", "10.0.0.7")
+	t.Setenv("PICO_TEST_EMPTY", "")
+	path := writeFile(t, "proxy:\n  bind_addr: ${PICO_TEST_UNSET_A}\n  advertise_addr: ${PICO_TEST_SET}:8000\n"+
+		"upstream:\n  bind_addr: $PICO_TEST_UNSET_B\n"+
+		"admin:\n  bind_addr: \"${PICO_TEST_EMPTY}:8002\"\n"+
+		"gossip:\n  advertise_addr: ${PICO_TEST_UNSET_C:-127.0.0.1:8003}\n")
+
+	_, err := loadServer(t, "--config.path", path, "--config.expand-env")
+	require.Error(t, err)
+	msg := err.Error()
+	require.Contains(t, msg, `line 2: key "proxy.bind_addr": environment variable PICO_TEST_UNSET_A is not set`)
+	require.Contains(t, msg, `line 5: key "upstream.bind_addr": environment variable PICO_TEST_UNSET_B is not set`)
+	require.Contains(t, msg, "${PICO_TEST_UNSET_A:-value}", "the fix is named")
+	require.NotContains(t, msg, "PICO_TEST_SET", "a set variable is fine")
+	require.NotContains(t, msg, "PICO_TEST_EMPTY", "an empty variable is set")
+	require.NotContains(t, msg, "PICO_TEST_UNSET_C", "a variable with a default is fine")
+
+	t.Setenv("PICO_TEST_UNSET_A", "127.0.0.1:9000")
+	t.Setenv("PICO_TEST_UNSET_B", "127.0.0.1:9001")
+	cfg, err := loadServer(t, "--config.path", path, "--config.expand-env")
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:9000", cfg.Proxy.BindAddr)
+	require.Equal(t, "10.0.0.7:8000", cfg.Proxy.AdvertiseAddr)
+	require.Equal(t, ":8002", cfg.Admin.BindAddr)
+	require.Equal(t, "127.0.0.1:8003", cfg.Gossip.AdvertiseAddr)
+}
+
 func TestFileErrorsNameTheKey(t *testing.T) {
 	for name, tc := range map[string]struct{ yaml, want string }{
 		"unknown key":      {"proxy:\n  bind_adr: \":1\"\n", `unknown key "proxy.bind_adr"`},
