@@ -34,7 +34,7 @@ func TestSelftestUsageErrors(t *testing.T) {
 		{"token and token file", append(full, "--admin.token", "t", "--admin.token-file", "/t"), 1, "admin.token (--admin.token) and admin.token_file (--admin.token-file) are both set"},
 		{"proxy TLS flags with an http proxy URL", append(full, "--proxy.tls.ca", "/ca.crt"), 1, `--proxy.tls.* options are set but proxy_url (--proxy-url) "http://p:8000" is not https://`},
 		{"upstream TLS flags with an http upstream URL", append(full, "--upstream.tls.insecure-skip-verify"), 1, `--upstream.tls.* options are set but upstream_url (--upstream-url) "http://u:8001" is not https://`},
-		{"bad endpoint", append(full, "--endpoint", "a.b"), 1, `--endpoint: endpoint ID "a.b" is invalid`},
+		{"bad endpoint", append(full, "--endpoint", "a.b."), 1, `--endpoint: endpoint ID "a.b." is invalid`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

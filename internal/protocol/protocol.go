@@ -36,15 +36,17 @@ const (
 	PikoAuthorizationHeader = "X-Piko-Authorization"
 )
 
-// MaxEndpointIDLength is the longest valid endpoint ID (a DNS label).
+// MaxEndpointIDLength is the longest valid endpoint ID.
 const MaxEndpointIDLength = 63
 
 // ErrNoEndpoint means a request named no endpoint.
 var ErrNoEndpoint = errors.New("no endpoint: set the x-pico-endpoint header or use a Host of the form <endpoint>.<domain>")
 
-// ValidateEndpointID checks that id is DNS-label-like: 1 to 63 characters
-// of letters, digits, '-' and '_', starting and ending with a letter or
-// digit.
+// ValidateEndpointID checks that id is 1 to 63 characters of letters,
+// digits, '-', '_' and '.', starting and ending with a letter or digit.
+// Dots are accepted because Piko accepts IDs such as "api.v1"; such an ID
+// is reached through the x-pico-endpoint header, since Host routing takes
+// only the first label. IDs compare exactly (case-sensitively).
 func ValidateEndpointID(id string) error {
 	if id == "" {
 		return errors.New("endpoint ID is empty")
@@ -58,18 +60,19 @@ func ValidateEndpointID(id string) error {
 		if alnum {
 			continue
 		}
-		if (c == '-' || c == '_') && i != 0 && i != len(id)-1 {
+		if (c == '-' || c == '_' || c == '.') && i != 0 && i != len(id)-1 {
 			continue
 		}
-		return fmt.Errorf("endpoint ID %q is invalid: use 1-%d letters, digits, '-' or '_', starting and ending with a letter or digit", id, MaxEndpointIDLength)
+		return fmt.Errorf("endpoint ID %q is invalid: use 1-%d letters, digits, '-', '_' or '.', starting and ending with a letter or digit", id, MaxEndpointIDLength)
 	}
 	return nil
 }
 
 // EndpointFromRequest returns the endpoint a proxy request is for: the
 // x-pico-endpoint (or x-piko-endpoint) header, else the first label of
-// Host when Host is a name containing a dot. It returns ErrNoEndpoint when
-// neither names one, and a validation error for an invalid ID.
+// Host, lower-cased (DNS names are case-insensitive; the header is used
+// as sent), when Host is a name containing a dot. It returns ErrNoEndpoint
+// when neither names one, and a validation error for an invalid ID.
 func EndpointFromRequest(r *http.Request) (string, error) {
 	id := r.Header.Get(EndpointHeader)
 	if id == "" {
@@ -99,7 +102,7 @@ func endpointFromHost(host string) string {
 	if !hasDot {
 		return ""
 	}
-	return label
+	return strings.ToLower(label) // returns label itself when it has no upper case
 }
 
 // EndpointFromPath returns the endpoint ID that follows one of prefixes in

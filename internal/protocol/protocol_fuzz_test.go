@@ -25,6 +25,8 @@ func FuzzEndpointFromRequest(f *testing.F) {
 		{strings.Repeat("a", 64), "", ""},
 		{"", "", "UPPER_case-1.example.com"},
 		{"-x", "y", "z.example.com"},
+		{"api.v1", "", ""},
+		{"", "", "MiXeD.example.com"},
 	} {
 		f.Add(seed[0], seed[1], seed[2])
 	}
@@ -56,8 +58,8 @@ func FuzzEndpointFromRequest(f *testing.F) {
 				t.Fatalf("x-piko-endpoint %q gave %q", piko, id)
 			}
 		default:
-			if !strings.HasPrefix(host, id+".") {
-				t.Fatalf("host %q gave %q, which is not its first label", host, id)
+			if !strings.HasPrefix(strings.ToLower(host), id+".") || id != strings.ToLower(id) {
+				t.Fatalf("host %q gave %q, which is not its first label lower-cased", host, id)
 			}
 		}
 	})

@@ -265,7 +265,7 @@ func TestProxyErrors(t *testing.T) {
 
 func TestRegistrationRejectsInvalidEndpoint(t *testing.T) {
 	s := startServer(t, serverSetup{})
-	for _, id := range []string{"bad.id", "-x", strings.Repeat("a", 64), "sp%20ace"} {
+	for _, id := range []string{"bad.", ".bad", "-x", strings.Repeat("a", 64), "sp%20ace"} {
 		_, err := upstreamtest.ServeHTTP(context.Background(), upstreamtest.URL(s.Addrs().Upstream, id), echoHandler("x"))
 		var dialErr *protocol.DialError
 		require.ErrorAs(t, err, &dialErr, id)

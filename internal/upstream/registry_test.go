@@ -135,7 +135,7 @@ func TestSessionLeavesRegistryWhenAgentDisconnects(t *testing.T) {
 
 func TestInvalidEndpointRejected(t *testing.T) {
 	e := newEnv(t, upstream.RegistryOptions{})
-	_, err := upstreamtest.ServeTCP(context.Background(), upstreamtest.URL(e.addr, "not.valid"), upstreamtest.Echo)
+	_, err := upstreamtest.ServeTCP(context.Background(), upstreamtest.URL(e.addr, "not_valid."), upstreamtest.Echo)
 	var dialErr *protocol.DialError
 	require.ErrorAs(t, err, &dialErr)
 	require.Equal(t, http.StatusBadRequest, dialErr.StatusCode)
