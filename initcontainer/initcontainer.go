@@ -19,8 +19,10 @@
 // after this one.
 //
 // Rendering is deterministic: the same base and the same peers, in any
-// order, give byte-identical output. Write replaces the output file
-// atomically, so a reader never sees a half-written file.
+// order, give byte-identical output. WriteFileAtomic replaces the output
+// file atomically, so a reader never sees a half-written file. Bootstrap
+// is the whole init container: settle the options, wait in DNS, render
+// and write.
 package initcontainer
 
 import (
@@ -92,19 +94,24 @@ func Render(base []byte, p Params) ([]byte, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	doc, err := parseBase(base)
+	b, err := parseBase(base)
 	if err != nil {
 		return nil, err
 	}
-	root := doc.Content[0]
-	cluster, err := clusterMapping(root)
-	if err != nil {
-		return nil, err
-	}
-	if key, _ := lookup(cluster, "node_id"); key != nil {
-		return nil, fmt.Errorf("cluster.node_id is set (line %d), which would give the pod the same node ID at every restart; remove it, bootstrap sets cluster.node_id_prefix instead", key.Line)
-	}
-	set(cluster, "node_id_prefix", &yaml.Node{
+	return b.render(p)
+}
+
+// base is a parsed base file that can take the discovered keys: one
+// mapping at the top, with a "cluster" mapping in it and no node_id.
+type base struct {
+	doc     *yaml.Node
+	cluster *yaml.Node
+}
+
+// render sets cluster.node_id_prefix and cluster.join from p (already
+// validated) and encodes the document. It changes b: render once.
+func (b *base) render(p Params) ([]byte, error) {
+	set(b.cluster, "node_id_prefix", &yaml.Node{
 		Kind:  yaml.ScalarNode,
 		Tag:   "!!str",
 		Style: yaml.DoubleQuotedStyle,
@@ -114,12 +121,12 @@ func Render(base []byte, p Params) ([]byte, error) {
 	for _, host := range p.Join() {
 		join.Content = append(join.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: host})
 	}
-	set(cluster, "join", join)
+	set(b.cluster, "join", join)
 
 	var out bytes.Buffer
 	enc := yaml.NewEncoder(&out)
 	enc.SetIndent(2)
-	if err := enc.Encode(doc); err != nil {
+	if err := enc.Encode(b.doc); err != nil {
 		return nil, fmt.Errorf("encode YAML: %w", err)
 	}
 	if err := enc.Close(); err != nil {
@@ -128,8 +135,25 @@ func Render(base []byte, p Params) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// parseBase parses base into a document whose content is one mapping.
-func parseBase(base []byte) (doc *yaml.Node, err error) {
+// parseBase parses data (empty means none) and checks that it can take
+// the discovered keys.
+func parseBase(data []byte) (*base, error) {
+	doc, err := parseDocument(data)
+	if err != nil {
+		return nil, err
+	}
+	cluster, err := clusterMapping(doc.Content[0])
+	if err != nil {
+		return nil, err
+	}
+	if key, _ := lookup(cluster, "node_id"); key != nil {
+		return nil, fmt.Errorf("cluster.node_id is set (line %d), which would give the pod the same node ID at every restart; remove it, bootstrap sets cluster.node_id_prefix instead", key.Line)
+	}
+	return &base{doc: doc, cluster: cluster}, nil
+}
+
+// parseDocument parses base into a document whose content is one mapping.
+func parseDocument(base []byte) (doc *yaml.Node, err error) {
 	// The YAML library panics on a few malformed inputs; report those as
 	// invalid YAML rather than crash the init container.
 	defer func() {
@@ -251,27 +275,6 @@ func (e *invalidYAMLError) Error() string {
 }
 
 func (e *invalidYAMLError) Unwrap() error { return e.err }
-
-// Write renders the base file at basePath ("" for none) with p and writes
-// the result atomically to outputPath with mode 0644. On error nothing is
-// written and an existing output file is left as it was.
-func Write(outputPath, basePath string, p Params) error {
-	var base []byte
-	if basePath != "" {
-		var err error
-		if base, err = os.ReadFile(basePath); err != nil {
-			return fmt.Errorf("read base config: %w", err)
-		}
-	}
-	rendered, err := Render(base, p)
-	if err != nil {
-		if basePath != "" {
-			return fmt.Errorf("base config %s: %w", basePath, err)
-		}
-		return err
-	}
-	return WriteFileAtomic(outputPath, rendered, 0o644)
-}
 
 // WriteFileAtomic writes data to path through a temporary file in the same
 // directory that is flushed to disk and then renamed over path, so readers

@@ -156,20 +156,23 @@ func TestRenderRejectsBadInput(t *testing.T) {
 	}
 }
 
-func TestWriteIsIdempotent(t *testing.T) {
+func TestRenderedFileIsIdempotent(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "server.yaml")
-	base := filepath.Join("testdata", "full.base.yaml")
-	require.NoError(t, initcontainer.Write(out, base, threePods))
-	first, err := os.ReadFile(out)
+	base, err := os.ReadFile(filepath.Join("testdata", "full.base.yaml"))
 	require.NoError(t, err)
-
+	write := func(p initcontainer.Params) []byte {
+		rendered, err := initcontainer.Render(base, p)
+		require.NoError(t, err)
+		require.NoError(t, initcontainer.WriteFileAtomic(out, rendered, 0o644))
+		got, err := os.ReadFile(out)
+		require.NoError(t, err)
+		return got
+	}
+	first := write(threePods)
 	reordered := threePods
 	reordered.Peers = []string{threePods.Peers[1], threePods.Peers[0]}
-	require.NoError(t, initcontainer.Write(out, base, reordered))
-	second, err := os.ReadFile(out)
-	require.NoError(t, err)
-	assert.Equal(t, first, second)
+	assert.Equal(t, first, write(reordered))
 
 	info, err := os.Stat(out)
 	require.NoError(t, err)
@@ -177,32 +180,22 @@ func TestWriteIsIdempotent(t *testing.T) {
 	assertOnlyFiles(t, dir, "server.yaml")
 }
 
-func TestWriteFailsWithoutHalfWrittenFiles(t *testing.T) {
+func TestWriteFileAtomicFailsWithoutHalfWrittenFiles(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "server.yaml")
 	const previous = "log:\n  level: info\n"
 	require.NoError(t, os.WriteFile(out, []byte(previous), 0o644))
-	invalid := filepath.Join(dir, "invalid.yaml")
-	require.NoError(t, os.WriteFile(invalid, []byte("cluster: [\n"), 0o644))
 	notAFile := filepath.Join(dir, "file")
 	require.NoError(t, os.WriteFile(notAFile, nil, 0o644))
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "taken"), 0o755))
 
-	for _, tc := range []struct {
-		name, output, base string
-		params             initcontainer.Params
-		want               string
-	}{
-		{"missing base", out, filepath.Join(dir, "missing.yaml"), threePods, "read base config: open " + filepath.Join(dir, "missing.yaml") + ": no such file or directory"},
-		{"base is a directory", out, dir, threePods, "read base config: read " + dir + ": is a directory"},
-		{"invalid base", out, invalid, threePods, "base config " + invalid + ": invalid YAML: "},
-		{"bad pod name", out, "", initcontainer.Params{PodName: "pico_1", ServiceFQDN: service}, `pod name: "pico_1" is not a DNS label`},
-		{"missing output directory", filepath.Join(dir, "missing", "server.yaml"), "", threePods, "write " + filepath.Join(dir, "missing", "server.yaml") + ": cannot create a file in " + filepath.Join(dir, "missing") + ": no such file or directory"},
-		{"output directory is a file", filepath.Join(notAFile, "server.yaml"), "", threePods, "cannot create a file in " + notAFile + ": not a directory"},
-		{"output is a directory", filepath.Join(dir, "taken"), "", threePods, "write " + filepath.Join(dir, "taken") + ": file exists"},
+	for _, tc := range []struct{ name, output, want string }{
+		{"missing output directory", filepath.Join(dir, "missing", "server.yaml"), "write " + filepath.Join(dir, "missing", "server.yaml") + ": cannot create a file in " + filepath.Join(dir, "missing") + ": no such file or directory"},
+		{"output directory is a file", filepath.Join(notAFile, "server.yaml"), "cannot create a file in " + notAFile + ": not a directory"},
+		{"output is a directory", filepath.Join(dir, "taken"), "write " + filepath.Join(dir, "taken") + ": file exists"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := initcontainer.Write(tc.output, tc.base, tc.params)
+			err := initcontainer.WriteFileAtomic(tc.output, []byte("cluster: {}\n"), 0o644)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 			assert.NotContains(t, err.Error(), "\n")
@@ -210,7 +203,7 @@ func TestWriteFailsWithoutHalfWrittenFiles(t *testing.T) {
 			got, err := os.ReadFile(out)
 			require.NoError(t, err)
 			assert.Equal(t, previous, string(got), "the old output is untouched")
-			assertOnlyFiles(t, dir, "file", "invalid.yaml", "server.yaml", "taken")
+			assertOnlyFiles(t, dir, "file", "server.yaml", "taken")
 		})
 	}
 }
@@ -222,7 +215,7 @@ func TestWriteToReadOnlyDirectory(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.Chmod(dir, 0o555))
 	t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
-	err := initcontainer.Write(filepath.Join(dir, "server.yaml"), "", threePods)
+	err := initcontainer.WriteFileAtomic(filepath.Join(dir, "server.yaml"), nil, 0o644)
 	assert.ErrorContains(t, err, "cannot create a file in "+dir+": permission denied")
 }
 

@@ -215,6 +215,7 @@ func TestBootstrapConfigErrors(t *testing.T) {
 		{"bad cluster domain", []string{"--namespace", "default", "--pod-name", "pico-0", "--cluster-domain", "cluster..local"}, `--cluster-domain: "cluster..local" is not a DNS name`},
 		{"zero timeout", []string{"--namespace", "default", "--pod-name", "pico-0", "--timeout", "0s"}, "--timeout must be positive, got 0s"},
 		{"missing base", []string{"--namespace", "default", "--pod-name", "pico-0", "--base", filepath.Join(dir, "nope.yaml")}, "--base: open " + filepath.Join(dir, "nope.yaml") + ": no such file or directory"},
+		{"base is a directory", []string{"--namespace", "default", "--pod-name", "pico-0", "--base", dir}, "--base: read " + dir + ": is a directory"},
 		{"invalid base", []string{"--namespace", "default", "--pod-name", "pico-0", "--base", invalidBase}, "--base " + invalidBase + ": invalid YAML: "},
 		{"cluster not a mapping", []string{"--namespace", "default", "--pod-name", "pico-0", "--base", listCluster}, "--base " + listCluster + ": cluster must be a mapping of keys, not a list (line 1)"},
 		{"missing output directory", []string{"--namespace", "default", "--pod-name", "pico-0", "--output", filepath.Join(dir, "missing", "server.yaml")}, "--output: directory " + filepath.Join(dir, "missing") + ": no such file or directory"},
