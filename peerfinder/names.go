@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // DefaultClusterDomain is the DNS domain of a Kubernetes cluster unless its
@@ -24,41 +26,33 @@ func PodFQDN(pod, serviceFQDN string) string {
 }
 
 // ValidateLabel reports whether s is a DNS label as Kubernetes requires for
-// pod, service and namespace names (RFC 1123): 1 to 63 characters, lower
-// case letters, digits and '-', starting and ending with a letter or digit.
+// pod, service and namespace names (RFC 1123: 1 to 63 lower case letters,
+// digits and '-', starting and ending with a letter or digit), with
+// Kubernetes' own validation.
 func ValidateLabel(s string) error {
 	if s == "" {
 		return errors.New("must not be empty")
 	}
-	if len(s) > 63 {
-		return fmt.Errorf("%q is %d characters long, a DNS label has at most 63", s, len(s))
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case c == '-' && i > 0 && i < len(s)-1:
-		default:
-			return fmt.Errorf("%q is not a DNS label: use lower case letters, digits and '-', starting and ending with a letter or digit", s)
-		}
+	if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
+		return fmt.Errorf("%q is not a DNS label: %s", s, strings.Join(errs, "; "))
 	}
 	return nil
 }
 
-// ValidateName reports whether s is a DNS name made of DNS labels (see
-// ValidateLabel), at most 253 characters long, with or without one
-// trailing dot.
+// ValidateName reports whether s is a DNS name made of DNS labels (an RFC
+// 1123 subdomain of at most 253 characters whose labels pass
+// ValidateLabel), with or without one trailing dot.
 func ValidateName(s string) error {
 	name := strings.TrimSuffix(s, ".")
 	if name == "" {
 		return errors.New("must not be empty")
 	}
-	if len(name) > 253 {
-		return fmt.Errorf("%q is %d characters long, a DNS name has at most 253", s, len(name))
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return fmt.Errorf("%q is not a DNS name: %s", s, strings.Join(errs, "; "))
 	}
 	for label := range strings.SplitSeq(name, ".") {
-		if ValidateLabel(label) != nil {
-			return fmt.Errorf("%q is not a DNS name: its labels must be lower case letters, digits and '-', starting and ending with a letter or digit", s)
+		if errs := validation.IsDNS1123Label(label); len(errs) > 0 { // the subdomain check does not bound labels
+			return fmt.Errorf("%q is not a DNS name: label %q: %s", s, label, strings.Join(errs, "; "))
 		}
 	}
 	return nil

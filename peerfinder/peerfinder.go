@@ -6,9 +6,9 @@
 // pod, pointing at the pod's own name "pod-N.svc.ns.svc.cluster.local"
 // (and, as a fallback for other DNS servers, one A/AAAA record per pod).
 // A Finder looks these up (Lookup), tells whether the pod it runs in is
-// among them yet (Snapshot.Published), waits with backoff until it is
-// (WaitPublished) and keeps watching for changes (Watch), calling
-// Config.OnChange whenever the set of peers changes.
+// among them yet (Snapshot.Published) and waits with backoff until it is
+// (WaitPublished), calling Config.OnChange whenever the set of peers
+// changes.
 //
 // Pods appear in DNS only once they are ready, unless the service sets
 // publishNotReadyAddresses: true; an init container waiting for its own
@@ -57,18 +57,15 @@ func ResolverAt(addr string) *net.Resolver {
 	}
 }
 
-// Backoff bounds the pauses between lookups while waiting: the first pause
-// is Initial, every further one doubles, up to Max. Each pause is varied
-// by up to ±20% so that pods started together do not query in lockstep.
-type Backoff struct {
-	Initial time.Duration
-	Max     time.Duration
-}
-
-// DefaultBackoff is used for the zero fields of Config.Backoff. A pause of
-// at most 5 s keeps the wait short once a cached negative answer (CoreDNS
-// caches them for up to 30 s) expires.
-var DefaultBackoff = Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second}
+// The pauses between lookups while waiting: the first is initialPause,
+// every further one doubles, up to maxPause, each varied by up to ±20% so
+// that pods started together do not query in lockstep. At most 5 s keeps
+// the wait short once a cached negative answer (CoreDNS caches them for up
+// to 30 s) expires. Tests shorten them (export_test.go).
+var (
+	initialPause = 250 * time.Millisecond
+	maxPause     = 5 * time.Second
+)
 
 // Config configures a Finder.
 type Config struct {
@@ -78,17 +75,11 @@ type Config struct {
 	// Self is the name this pod is published under, e.g.
 	// "pico-0.pico-headless.default.svc.cluster.local" (see PodFQDN).
 	Self string
-	// SelfAddrs are addresses known to be this pod's (e.g. from the
-	// downward API's status.podIP). They identify the pod among A/AAAA
-	// records when its name is not published; optional when Self is set.
-	SelfAddrs []netip.Addr
 	// Resolver answers the DNS questions; nil means net.DefaultResolver.
 	Resolver Resolver
-	// Backoff paces WaitPublished; zero fields take DefaultBackoff's.
-	Backoff Backoff
 	// OnChange, if set, is called with the first snapshot a Finder sees
 	// and then with every snapshot that differs from the one before. It is
-	// called synchronously from WaitPublished and Watch.
+	// called synchronously from WaitPublished.
 	OnChange func(Snapshot)
 	// Logger receives a debug line per lookup and a warning when lookups
 	// start failing; nil discards them.
@@ -214,25 +205,12 @@ func New(cfg Config) (*Finder, error) {
 	if err := ValidateName(cfg.Service); err != nil {
 		return nil, fmt.Errorf("peerfinder: service name: %w", err)
 	}
-	if cfg.Self == "" && len(cfg.SelfAddrs) == 0 {
-		return nil, errors.New("peerfinder: neither the pod's own name nor its addresses are set, so it cannot be recognised among the peers")
+	if cfg.Self == "" {
+		return nil, errors.New("peerfinder: the pod's own name is not set, so it cannot be recognised among the peers")
 	}
-	if cfg.Self != "" {
-		if err := ValidateName(cfg.Self); err != nil {
-			return nil, fmt.Errorf("peerfinder: pod name: %w", err)
-		}
+	if err := ValidateName(cfg.Self); err != nil {
+		return nil, fmt.Errorf("peerfinder: pod name: %w", err)
 	}
-	cfg.SelfAddrs = slices.Clone(cfg.SelfAddrs)
-	for i, a := range cfg.SelfAddrs {
-		cfg.SelfAddrs[i] = a.Unmap()
-	}
-	if cfg.Backoff.Initial <= 0 {
-		cfg.Backoff.Initial = DefaultBackoff.Initial
-	}
-	if cfg.Backoff.Max <= 0 {
-		cfg.Backoff.Max = DefaultBackoff.Max
-	}
-	cfg.Backoff.Max = max(cfg.Backoff.Max, cfg.Backoff.Initial)
 	f := &Finder{cfg: cfg, resolver: cfg.Resolver, logger: cfg.Logger}
 	if f.resolver == nil {
 		f.resolver = net.DefaultResolver
@@ -294,13 +272,9 @@ func (f *Finder) peersFromSRV(srvs []*net.SRV) []Peer {
 }
 
 func (f *Finder) peersFromAddrs(ctx context.Context, addrs []netip.Addr) ([]Peer, error) {
-	own := f.cfg.SelfAddrs
-	if f.cfg.Self != "" {
-		found, err := f.resolver.LookupNetIP(ctx, "ip", f.cfg.Self+".")
-		if !isNotFound(err) {
-			return nil, fmt.Errorf("look up A/AAAA records of %s: %w", f.cfg.Self, err)
-		}
-		own = append(slices.Clone(own), found...)
+	own, err := f.resolver.LookupNetIP(ctx, "ip", f.cfg.Self+".")
+	if !isNotFound(err) {
+		return nil, fmt.Errorf("look up A/AAAA records of %s: %w", f.cfg.Self, err)
 	}
 	peers := make([]Peer, 0, len(addrs))
 	for _, a := range addrs {
@@ -338,10 +312,10 @@ func isNotFound(err error) bool {
 // error is a *NotPublishedError describing what was seen.
 func (f *Finder) WaitPublished(ctx context.Context) (Snapshot, error) {
 	start := time.Now()
-	pause := f.cfg.Backoff.Initial
+	pause := initialPause
 	next := func() time.Duration {
 		d := jitter(pause)
-		pause = min(2*pause, f.cfg.Backoff.Max)
+		pause = min(2*pause, maxPause)
 		return d
 	}
 	last, lastErr, done := f.poll(ctx, next, Snapshot.Published)
@@ -350,7 +324,7 @@ func (f *Finder) WaitPublished(ctx context.Context) (Snapshot, error) {
 	}
 	e := &NotPublishedError{
 		Service: f.cfg.Service,
-		Self:    f.selfDescription(),
+		Self:    f.cfg.Self,
 		Waited:  time.Since(start),
 		LastErr: lastErr,
 		Cause:   ctx.Err(),
@@ -363,17 +337,6 @@ func (f *Finder) WaitPublished(ctx context.Context) (Snapshot, error) {
 		return *last, e
 	}
 	return Snapshot{Service: f.cfg.Service}, e
-}
-
-// Watch looks the service up every interval until ctx ends, calling
-// Config.OnChange on every change, and then returns ctx's error. It is
-// the loop of a sidecar that keeps a configuration in step with the peers.
-func (f *Finder) Watch(ctx context.Context, interval time.Duration) error {
-	if interval <= 0 {
-		return fmt.Errorf("peerfinder: watch interval must be positive, got %s", interval)
-	}
-	f.poll(ctx, func() time.Duration { return interval }, func(Snapshot) bool { return false })
-	return ctx.Err()
 }
 
 // poll runs Lookup, reporting each result, until done accepts a snapshot
@@ -440,17 +403,6 @@ func (f *Finder) reportFailure(err error) {
 		return
 	}
 	f.logger.Warn("peer lookup failed, retrying", "err", err)
-}
-
-func (f *Finder) selfDescription() string {
-	if f.cfg.Self != "" {
-		return f.cfg.Self
-	}
-	addrs := make([]string, len(f.cfg.SelfAddrs))
-	for i, a := range f.cfg.SelfAddrs {
-		addrs[i] = a.String()
-	}
-	return "this pod (" + strings.Join(addrs, ", ") + ")"
 }
 
 // jitter varies d by up to ±20%.

@@ -39,7 +39,7 @@ func newFinder(t testing.TB, srv *testdns.Server, cfg peerfinder.Config) (*peerf
 		cfg.Service = service
 	}
 	cfg.Resolver = peerfinder.ResolverAt(srv.Addr())
-	cfg.Backoff = peerfinder.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}
+	peerfinder.FastPauses(t)
 	cfg.OnChange = func(s peerfinder.Snapshot) { changes <- s }
 	f, err := peerfinder.New(cfg)
 	require.NoError(t, err)
@@ -150,14 +150,6 @@ func TestLookupFallsBackToAddressRecords(t *testing.T) {
 		for _, p := range snap.Others() {
 			assert.Empty(t, p.Name, "peers found by address have no name")
 		}
-	})
-	t.Run("self found by its address", func(t *testing.T) {
-		f, _ := newFinder(t, srv, peerfinder.Config{SelfAddrs: []netip.Addr{addr("10.0.0.3")}})
-
-		snap, err := f.Lookup(context.Background())
-		require.NoError(t, err)
-		assert.True(t, snap.Published())
-		assert.Equal(t, []string{"10.0.0.1", "fd00::2"}, names(snap.Others()))
 	})
 	t.Run("self not published", func(t *testing.T) {
 		f, _ := newFinder(t, srv, peerfinder.Config{Self: podName("pico-9")})
@@ -314,34 +306,6 @@ func TestWaitPublishedStopsWhenCanceled(t *testing.T) {
 	assert.Contains(t, err.Error(), "stopped after")
 }
 
-func TestWatchReportsChanges(t *testing.T) {
-	srv := startDNS(t)
-	srv.PublishPod(service, "pico-0", addr("10.0.0.1"), 8003)
-	f, changes := newFinder(t, srv, peerfinder.Config{Self: podName("pico-0")})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Watch(ctx, 5*time.Millisecond) }()
-
-	assert.Equal(t, []string{podName("pico-0")}, names(nextChange(t, changes).Peers))
-	srv.PublishPod(service, "pico-1", addr("10.0.0.2"), 8003)
-	assert.Equal(t, []string{podName("pico-0"), podName("pico-1")}, names(nextChange(t, changes).Peers))
-	srv.UnpublishPod(service, "pico-0")
-	last := nextChange(t, changes)
-	assert.Equal(t, []string{podName("pico-1")}, names(last.Peers))
-	assert.False(t, last.Published())
-	srv.Remove(service)
-	assert.Equal(t, peerfinder.SourceNone, nextChange(t, changes).Source)
-
-	cancel()
-	assert.ErrorIs(t, <-done, context.Canceled)
-}
-
-func TestWatchRejectsBadInterval(t *testing.T) {
-	srv := startDNS(t)
-	f, _ := newFinder(t, srv, peerfinder.Config{Self: podName("pico-0")})
-	assert.ErrorContains(t, f.Watch(context.Background(), 0), "interval must be positive")
-}
-
 func TestNewRejectsBadConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -398,7 +362,8 @@ func TestLookupIgnoresRootSRVTargets(t *testing.T) {
 	srv := startDNS(t)
 	srv.SetSRV(service, testdns.SRV{Target: "."})
 	srv.SetAddrs(service, addr("10.0.0.1"))
-	f, _ := newFinder(t, srv, peerfinder.Config{SelfAddrs: []netip.Addr{addr("10.0.0.1")}})
+	srv.SetAddrs(podName("pico-0"), addr("10.0.0.1"))
+	f, _ := newFinder(t, srv, peerfinder.Config{Self: podName("pico-0")})
 
 	snap, err := f.Lookup(context.Background())
 	require.NoError(t, err)

@@ -164,7 +164,7 @@ func TestValidateName(t *testing.T) {
 	for _, ok := range []string{"a", "a.b", "cluster.local", "cluster.local.", service} {
 		assert.NoError(t, peerfinder.ValidateName(ok), ok)
 	}
-	for _, bad := range []string{"", ".", "a..b", ".a", "a_b.c", "a.-b", strings.Repeat("a.", 127) + "aa"} {
+	for _, bad := range []string{"", ".", "a..b", ".a", "a_b.c", "a.-b", "A.b", strings.Repeat("a.", 127) + "aa", strings.Repeat("a", 64) + ".svc"} {
 		assert.Error(t, peerfinder.ValidateName(bad), bad)
 	}
 	assert.NoError(t, peerfinder.ValidateHost("10.0.0.1"))
