@@ -83,10 +83,7 @@ func agentCommand(ctx context.Context, args []string, stderr io.Writer) int {
 		return cmd.usageError(cfg, fmt.Sprintf("expected http|tcp ENDPOINT ADDR, got %d arguments", fs.NArg()))
 	}
 
-	logger, err := newLogger(cfg.Log, stderr)
-	if err != nil {
-		return cmd.fail(err)
-	}
+	logger := newLogger(cfg.Log, stderr)
 	a, err := agent.New(*cfg, logger)
 	if err != nil {
 		return cmd.fail(err)
@@ -152,11 +149,8 @@ func errorLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
-// newLogger builds the JSON logger of a client subcommand.
-func newLogger(cfg config.Log, w io.Writer) (*slog.Logger, error) {
-	level, err := logging.ParseLevel(cfg.Level)
-	if err != nil {
-		return nil, fmt.Errorf("log.level (--log.level): %w", err)
-	}
-	return logging.New(w, level, cfg.Subsystems), nil
+// newLogger builds the JSON logger of a client subcommand from its
+// validated log section.
+func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
+	return logging.New(w, cfg.SlogLevel(), cfg.Subsystems)
 }

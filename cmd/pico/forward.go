@@ -45,10 +45,7 @@ func forwardCommand(ctx context.Context, args []string, stderr io.Writer, listen
 	if fs.Arg(0) != "tcp" {
 		return cmd.usageError(cfg, fmt.Sprintf("unknown protocol %q: only tcp can be forwarded", fs.Arg(0)))
 	}
-	logger, err := newLogger(cfg.Log, stderr)
-	if err != nil {
-		return cmd.fail(err)
-	}
+	logger := newLogger(cfg.Log, stderr)
 	f, err := forward.Listen(*cfg, fs.Arg(1), fs.Arg(2), logger)
 	if err != nil {
 		return cmd.fail(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/logging"
 	"github.com/pico-proxy/pico/internal/selftest"
 )
@@ -69,9 +69,9 @@ func runSelftest(args []string, stdout, stderr io.Writer) int {
 	if *timeout <= 0 {
 		return usageError(fmt.Sprintf("--timeout %s: it must be positive", *timeout))
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageError(fmt.Sprintf("--log.level %q: want debug, info, warn or error", *logLevel))
+	level, err := config.ParseLevel(*logLevel)
+	if err != nil {
+		return usageError(fmt.Sprintf("--log.level: %v", err))
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "pico selftest: %v\n", err)

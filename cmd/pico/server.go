@@ -56,16 +56,11 @@ func serverCommand(ctx context.Context, args []string, stderr io.Writer, started
 		printServerUsage(stderr)
 		return 2
 	}
-	level, err := logging.ParseLevel(cfg.Log.Level)
-	if err != nil {
-		fmt.Fprintf(stderr, "pico server: log.level: %v\n", err)
-		return 1
-	}
 	// Log lines (one per proxied request at info) go out in batches,
 	// written by one goroutine, instead of one system call each.
 	logOut := coalesce.NewWriter(stderr)
 	defer logOut.Close()
-	logger := logging.New(logOut, level, cfg.Log.Subsystems)
+	logger := logging.New(logOut, cfg.Log.SlogLevel(), cfg.Log.Subsystems)
 	fail := func(err error) int {
 		_ = logOut.Close() // what was logged comes first
 		fmt.Fprintf(stderr, "pico server: %s\n", serverErrLine(err))

@@ -7,30 +7,13 @@ package logging
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"slices"
-	"strings"
 )
 
 // SubsystemKey is the attribute that names a record's subsystem.
 const SubsystemKey = "subsystem"
-
-// ParseLevel parses debug, info, warn or error.
-func ParseLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info", "":
-		return slog.LevelInfo, nil
-	case "warn", "warning":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("unknown log level %q: use debug, info, warn or error", s)
-}
 
 // New returns a JSON logger writing to w at level, with subsystems logged
 // at debug regardless of level.

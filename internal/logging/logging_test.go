@@ -25,13 +25,3 @@ func TestSubsystemOverridesLevel(t *testing.T) {
 	require.NotContains(t, out, "root info")
 	require.Equal(t, 2, strings.Count(out, "\n"))
 }
-
-func TestParseLevel(t *testing.T) {
-	for in, want := range map[string]slog.Level{"debug": slog.LevelDebug, "INFO": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError} {
-		got, err := ParseLevel(in)
-		require.NoError(t, err)
-		require.Equal(t, want, got)
-	}
-	_, err := ParseLevel("verbose")
-	require.ErrorContains(t, err, "verbose")
-}
