@@ -7,10 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os/signal"
-	"strings"
 	"syscall"
-
-	"github.com/spf13/pflag"
 
 	"github.com/pico-proxy/pico/internal/agent"
 	"github.com/pico-proxy/pico/internal/config"
@@ -46,28 +43,28 @@ Flags:
 func runAgent(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return agentCommand(ctx, args, stderr)
+	return agentCommand(ctx, args, stdout, stderr)
 }
 
 // agentCommand is `pico agent` until ctx is cancelled.
-func agentCommand(ctx context.Context, args []string, stderr io.Writer) int {
-	cmd := clientCommand{name: "agent", usage: agentUsage, stderr: stderr}
-	cfg, fs, code := loadClientConfig(cmd, args, config.DefaultAgent)
-	if cfg == nil {
+func agentCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := newConfigCommand("agent", agentUsage, config.DefaultAgent, stdout, stderr)
+	cfg, fs, code, ok := loadConfig(cmd, args, config.DefaultAgent)
+	if !ok {
 		return code
 	}
 	switch fs.NArg() {
 	case 0:
 		if len(cfg.Endpoints) == 0 {
 			if !fs.Changed("config.path") {
-				return cmd.usageError(cfg, "missing arguments: give http|tcp ENDPOINT ADDR, or --config.path FILE")
+				return cmd.usageError("missing arguments: give http|tcp ENDPOINT ADDR, or --config.path FILE")
 			}
 			return cmd.fail(errors.New("the configuration file lists no endpoints; add endpoints: [{id, protocol, addr}]"))
 		}
 	case 3:
 		ep := config.AgentEndpoint{Protocol: fs.Arg(0), ID: fs.Arg(1), Addr: fs.Arg(2)}
 		if ep.Protocol != config.ProtocolHTTP && ep.Protocol != config.ProtocolTCP {
-			return cmd.usageError(cfg, fmt.Sprintf("unknown protocol %q: use http or tcp", ep.Protocol))
+			return cmd.usageError(fmt.Sprintf("unknown protocol %q: use http or tcp", ep.Protocol))
 		}
 		if err := protocol.ValidateEndpointID(ep.ID); err != nil {
 			return cmd.fail(fmt.Errorf("ENDPOINT: %w", err))
@@ -80,7 +77,7 @@ func agentCommand(ctx context.Context, args []string, stderr io.Writer) int {
 			return cmd.fail(err)
 		}
 	default:
-		return cmd.usageError(cfg, fmt.Sprintf("expected http|tcp ENDPOINT ADDR, got %d arguments", fs.NArg()))
+		return cmd.usageError(fmt.Sprintf("expected http|tcp ENDPOINT ADDR, got %d arguments", fs.NArg()))
 	}
 
 	logger := newLogger(cfg.Log, stderr)
@@ -92,61 +89,6 @@ func agentCommand(ctx context.Context, args []string, stderr io.Writer) int {
 		return cmd.fail(err)
 	}
 	return 0
-}
-
-// clientCommand holds what the agent, forward and status subcommands
-// share: their name, usage text and error output.
-type clientCommand struct {
-	name   string
-	usage  string
-	stderr io.Writer
-}
-
-// loadClientConfig loads a subcommand's configuration (defaults < YAML
-// file < flags). On failure it returns a nil configuration and the exit
-// code: 0 after --help, 2 for a usage error, 1 for a bad configuration.
-func loadClientConfig[T config.Target](cmd clientCommand, args []string, newDefault func() T) (T, *pflag.FlagSet, int) {
-	var zero T
-	cfg, fs, err := config.Load(cmd.name, args, newDefault, io.Discard)
-	switch {
-	case errors.Is(err, pflag.ErrHelp):
-		cmd.printUsage(newDefault())
-		return zero, fs, 0
-	case err != nil:
-		var usage *config.UsageError
-		if errors.As(err, &usage) {
-			return zero, fs, cmd.usageError(newDefault(), err.Error())
-		}
-		return zero, fs, cmd.fail(err)
-	}
-	return cfg, fs, 0
-}
-
-// usageError prints problem and the usage; it returns exit code 2.
-func (c clientCommand) usageError(cfg config.Target, problem string) int {
-	fmt.Fprintf(c.stderr, "pico %s: %s\n\n", c.name, problem)
-	c.printUsage(cfg)
-	return 2
-}
-
-// fail prints err on one line; it returns exit code 1.
-func (c clientCommand) fail(err error) int {
-	fmt.Fprintf(c.stderr, "pico %s: %s\n", c.name, errorLine(err))
-	return 1
-}
-
-func (c clientCommand) printUsage(cfg config.Target) {
-	fs := pflag.NewFlagSet(c.name, pflag.ContinueOnError)
-	fs.SortFlags = false
-	cfg.RegisterFlags(fs)
-	(&config.FileFlags{}).RegisterFlags(fs)
-	fmt.Fprint(c.stderr, c.usage)
-	fmt.Fprint(c.stderr, fs.FlagUsages())
-}
-
-// errorLine joins a multi-line error (errors.Join) into one line.
-func errorLine(err error) string {
-	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
 // newLogger builds the JSON logger of a client subcommand from its

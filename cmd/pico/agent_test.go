@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -75,7 +76,7 @@ func (p *testUpstreamPort) registered() []string {
 func runAgentForTest(t *testing.T, ctx context.Context, args ...string) (int, string) {
 	t.Helper()
 	var stderr testutil.LogBuffer
-	code := agentCommand(ctx, args, &stderr)
+	code := agentCommand(ctx, args, &stderr, &stderr) // --help output (stdout) is read here too
 	return code, stderr.String()
 }
 
@@ -151,7 +152,7 @@ endpoints:
 	var stderr testutil.LogBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- agentCommand(ctx, []string{"--config.path", path, "http", "three", "localhost:8080", "--grace-period", "2s"}, &stderr)
+		done <- agentCommand(ctx, []string{"--config.path", path, "http", "three", "localhost:8080", "--grace-period", "2s"}, io.Discard, &stderr)
 	}()
 
 	require.Eventually(t, func() bool { return len(upstreams.registered()) == 3 }, cmdWait, 5*time.Millisecond)

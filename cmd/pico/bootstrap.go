@@ -36,8 +36,7 @@ var bootstrapResolvConfPath = initcontainer.DefaultResolvConf
 // initcontainer.Options.
 func runBootstrap(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("bootstrap", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.SortFlags = false
+	cl := newFlagCommand("bootstrap", bootstrapUsage, fs, stdout, stderr)
 	var o initcontainer.Options
 	fs.StringVar(&o.Service, "service", "", "headless service NAME (required)")
 	fs.StringVar(&o.Namespace, "namespace", "", "namespace NS (default $POD_NAMESPACE)")
@@ -50,9 +49,8 @@ func runBootstrap(args []string, stdout, stderr io.Writer) int {
 	// changing /etc/resolv.conf.
 	dnsServer := fs.String("dns-server", "", "for tests only: send DNS queries to this host:port instead of the system resolver")
 	_ = fs.MarkHidden("dns-server")
-	cl := &commandLine{name: "bootstrap", usageText: bootstrapUsage, fs: fs, stdout: stdout, stderr: stderr}
 
-	if code, ok := cl.parse(args); !ok {
+	if code, ok := cl.parse(fs, args); !ok {
 		return code
 	}
 	switch {
@@ -72,8 +70,7 @@ func runBootstrap(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	if err := initcontainer.Bootstrap(ctx, o, logger); err != nil {
-		fmt.Fprintf(stderr, "pico bootstrap: %v\n", err)
-		return 1
+		return cl.fail(err)
 	}
 	return 0
 }

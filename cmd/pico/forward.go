@@ -28,22 +28,22 @@ Flags:
 func runForward(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return forwardCommand(ctx, args, stderr, nil)
+	return forwardCommand(ctx, args, stdout, stderr, nil)
 }
 
 // forwardCommand is `pico forward` until ctx is cancelled; listening, if
 // not nil, receives the forwarder once it listens.
-func forwardCommand(ctx context.Context, args []string, stderr io.Writer, listening chan<- *forward.Forwarder) int {
-	cmd := clientCommand{name: "forward", usage: forwardUsage, stderr: stderr}
-	cfg, fs, code := loadClientConfig(cmd, args, config.DefaultForward)
-	if cfg == nil {
+func forwardCommand(ctx context.Context, args []string, stdout, stderr io.Writer, listening chan<- *forward.Forwarder) int {
+	cmd := newConfigCommand("forward", forwardUsage, config.DefaultForward, stdout, stderr)
+	cfg, fs, code, ok := loadConfig(cmd, args, config.DefaultForward)
+	if !ok {
 		return code
 	}
 	if fs.NArg() != 3 {
-		return cmd.usageError(cfg, fmt.Sprintf("expected tcp LOCAL_ADDR ENDPOINT, got %d arguments", fs.NArg()))
+		return cmd.usageError(fmt.Sprintf("expected tcp LOCAL_ADDR ENDPOINT, got %d arguments", fs.NArg()))
 	}
 	if fs.Arg(0) != "tcp" {
-		return cmd.usageError(cfg, fmt.Sprintf("unknown protocol %q: only tcp can be forwarded", fs.Arg(0)))
+		return cmd.usageError(fmt.Sprintf("unknown protocol %q: only tcp can be forwarded", fs.Arg(0)))
 	}
 	logger := newLogger(cfg.Log, stderr)
 	f, err := forward.Listen(*cfg, fs.Arg(1), fs.Arg(2), logger)

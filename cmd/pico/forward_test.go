@@ -28,7 +28,7 @@ func TestForwardUsageErrors(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stderr testutil.LogBuffer
-			require.Equal(t, 2, forwardCommand(context.Background(), tc.args, &stderr, nil))
+			require.Equal(t, 2, forwardCommand(context.Background(), tc.args, io.Discard, &stderr, nil))
 			require.Contains(t, stderr.String(), tc.want)
 			require.Contains(t, stderr.String(), "Usage: pico forward tcp LOCAL_ADDR ENDPOINT")
 		})
@@ -43,7 +43,7 @@ func TestForwardUsageErrors(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stderr testutil.LogBuffer
-			require.Equal(t, 1, forwardCommand(context.Background(), tc.args, &stderr, nil))
+			require.Equal(t, 1, forwardCommand(context.Background(), tc.args, io.Discard, &stderr, nil))
 			require.Contains(t, stderr.String(), tc.want)
 			require.Equal(t, 1, strings.Count(stderr.String(), "\n"))
 		})
@@ -71,7 +71,7 @@ func TestForwardCarriesTCPUntilSignalled(t *testing.T) {
 	listening := make(chan *forward.Forwarder, 1)
 	done := make(chan int, 1)
 	go func() {
-		done <- forwardCommand(ctx, []string{"tcp", "127.0.0.1:0", "db", "--connect.url", proxyPort.URL, "--grace-period", "100ms"}, &stderr, listening)
+		done <- forwardCommand(ctx, []string{"tcp", "127.0.0.1:0", "db", "--connect.url", proxyPort.URL, "--grace-period", "100ms"}, io.Discard, &stderr, listening)
 	}()
 	var f *forward.Forwarder
 	select {

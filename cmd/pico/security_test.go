@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,7 @@ func startSecuredServer(t *testing.T, args ...string) server.Addrs {
 			"--proxy.bind-addr", "127.0.0.1:0", "--upstream.bind-addr", "127.0.0.1:0",
 			"--admin.bind-addr", "127.0.0.1:0", "--gossip.bind-addr", "127.0.0.1:0",
 			"--server.graceful-shutdown-timeout", "5s",
-		}, args...), &stderr, func(a server.Addrs) { addrs <- a })
+		}, args...), io.Discard, &stderr, func(a server.Addrs) { addrs <- a })
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -39,8 +39,7 @@ Flags:
 // runSelftest runs `pico selftest`.
 func runSelftest(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("selftest", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.SortFlags = false
+	cl := newFlagCommand("selftest", selftestUsage, fs, stdout, stderr)
 	var cfg selftest.Config
 	fs.StringArrayVar(&cfg.AdminURLs, "admin-url", nil, "admin API URL of a member, e.g. http://pico-0.pico-headless.default.svc:8002 (repeat for every member)")
 	cfg.Admin.RegisterFlags(fs, "admin")
@@ -53,9 +52,8 @@ func runSelftest(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Requests, "requests", 10, "consecutive requests through the proxy that must succeed")
 	timeout := fs.Duration("timeout", 2*time.Minute, "bound on the whole check")
 	logLevel := fs.String("log.level", "warn", "level of the test agent's logs (debug, info, warn, error)")
-	cl := &commandLine{name: "selftest", usageText: selftestUsage, fs: fs, stdout: stdout, stderr: stderr}
 	usageError := cl.usageError
-	if code, ok := cl.parse(args); !ok {
+	if code, ok := cl.parse(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -74,8 +72,7 @@ func runSelftest(args []string, stdout, stderr io.Writer) int {
 		return usageError(fmt.Sprintf("--log.level: %v", err))
 	}
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "pico selftest: %v\n", err)
-		return 1
+		return cl.fail(err)
 	}
 	cfg.Logger = logging.New(stderr, level, nil)
 

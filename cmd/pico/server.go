@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os/signal"
-	"strings"
 	"syscall"
-
-	"github.com/spf13/pflag"
 
 	"github.com/pico-proxy/pico/internal/coalesce"
 	"github.com/pico-proxy/pico/internal/config"
@@ -31,30 +27,19 @@ Flags (every YAML key a.b_c has the flag --a.b-c):
 func runServer(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return serverCommand(ctx, args, stderr, func(server.Addrs) {})
+	return serverCommand(ctx, args, stdout, stderr, func(server.Addrs) {})
 }
 
 // serverCommand runs the server until ctx ends (the signal), then drains
 // it and returns the exit code. started is called once the node is ready.
-func serverCommand(ctx context.Context, args []string, stderr io.Writer, started func(server.Addrs)) int {
-	cfg, fs, err := config.Load("server", args, config.DefaultServer, stderr)
-	switch {
-	case errors.Is(err, pflag.ErrHelp):
-		return 0
-	case err != nil:
-		var usage *config.UsageError
-		if errors.As(err, &usage) {
-			fmt.Fprintf(stderr, "pico server: %v\n\n", err)
-			printServerUsage(stderr)
-			return 2
-		}
-		fmt.Fprintf(stderr, "pico server: %s\n", serverErrLine(err))
-		return 1
+func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer, started func(server.Addrs)) int {
+	cmd := newConfigCommand("server", serverUsage, config.DefaultServer, stdout, stderr)
+	cfg, fs, code, ok := loadConfig(cmd, args, config.DefaultServer)
+	if !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pico server: unexpected argument %q\n\n", fs.Arg(0))
-		printServerUsage(stderr)
-		return 2
+		return cmd.usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 	}
 	// Log lines (one per proxied request at info) go out in batches,
 	// written by one goroutine, instead of one system call each.
@@ -63,8 +48,7 @@ func serverCommand(ctx context.Context, args []string, stderr io.Writer, started
 	logger := logging.New(logOut, cfg.Log.SlogLevel(), cfg.Log.Subsystems)
 	fail := func(err error) int {
 		_ = logOut.Close() // what was logged comes first
-		fmt.Fprintf(stderr, "pico server: %s\n", serverErrLine(err))
-		return 1
+		return cmd.fail(err)
 	}
 
 	srv, err := server.New(cfg, logger, server.WithMembership(server.ClusterMembership(cfg, logger)))
@@ -86,18 +70,4 @@ func serverCommand(ctx context.Context, args []string, stderr io.Writer, started
 	// still the requested exit.
 	_ = srv.Shutdown(context.Background())
 	return 0
-}
-
-func printServerUsage(w io.Writer) {
-	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
-	fs.SortFlags = false
-	config.DefaultServer().RegisterFlags(fs)
-	(&config.FileFlags{}).RegisterFlags(fs)
-	fmt.Fprint(w, serverUsage)
-	fmt.Fprint(w, fs.FlagUsages())
-}
-
-// serverErrLine joins a multi-line error (errors.Join) into one line.
-func serverErrLine(err error) string {
-	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }

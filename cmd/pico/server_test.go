@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,7 +19,7 @@ import (
 func runServerForTest(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	var stderr testutil.LogBuffer
-	code := serverCommand(context.Background(), args, &stderr, func(server.Addrs) {
+	code := serverCommand(context.Background(), args, &stderr, &stderr, func(server.Addrs) {
 		t.Error("the server started")
 	})
 	return code, stderr.String()
@@ -72,7 +73,7 @@ func TestServerRunsUntilSignalled(t *testing.T) {
 		done <- serverCommand(ctx, []string{
 			"--proxy.bind-addr", "127.0.0.1:0", "--upstream.bind-addr", "127.0.0.1:0",
 			"--admin.bind-addr", "127.0.0.1:0", "--gossip.bind-addr", "127.0.0.1:0",
-		}, &stderr, func(a server.Addrs) { addrs <- a })
+		}, io.Discard, &stderr, func(a server.Addrs) { addrs <- a })
 	}()
 	var a server.Addrs
 	select {

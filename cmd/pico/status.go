@@ -28,9 +28,9 @@ Flags:
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	cmd := clientCommand{name: "status", usage: statusUsage, stderr: stderr}
-	cfg, fs, code := loadClientConfig(cmd, args, config.DefaultStatus)
-	if cfg == nil {
+	cmd := newConfigCommand("status", statusUsage, config.DefaultStatus, stdout, stderr)
+	cfg, fs, code, ok := loadConfig(cmd, args, config.DefaultStatus)
+	if !ok {
 		return code
 	}
 	hc, err := tlsconfig.HTTPClient(cfg.Connect.TLS, "connect.tls", cfg.Server.Timeout, nil)
@@ -45,7 +45,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	err = client.Query(ctx, fs.Args(), cfg.Output, stdout)
 	switch {
 	case errors.Is(err, adminclient.ErrUnknownQuery):
-		return cmd.usageError(cfg, err.Error())
+		return cmd.usageError(err.Error())
 	case err != nil:
 		return cmd.fail(err)
 	}
