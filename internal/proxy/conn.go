@@ -97,7 +97,7 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 			return nil, context.Cause(ctx), false
 		}
 		if bodyErr := c.bodyErr.Load(); bodyErr != nil {
-			return nil, &upstreamError{err: fmt.Errorf("reading the request body: %w", *bodyErr)}, false
+			return nil, &requestBodyError{err: *bodyErr}, false
 		}
 		if timedOut {
 			return nil, &gatewayTimeoutError{timeout: p.gatewayTimeout}, false

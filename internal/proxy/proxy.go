@@ -132,6 +132,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
+	if len(r.TransferEncoding) > 0 || !r.ProtoAtLeast(1, 1) {
+		// Framing that may be ambiguous (RFC 9112, 6.1): net/http has
+		// already removed a Content-Length sent with Transfer-Encoding,
+		// and the Transfer-Encoding of an HTTP/1.0 request, so neither
+		// case can be told apart from its harmless twin here (wrapping
+		// the connection instead would not see through TLS). Every
+		// chunked or HTTP/1.0 request therefore closes its connection
+		// after the answer: nothing a peer that framed the bytes
+		// differently sent after it is read as a request. This also
+		// covers a chunked body that breaks after the response head
+		// went out.
+		w.Header()["Connection"] = connectionClose
+	}
 	p.acceptForwarding(ex, r)
 
 	if isReserved(r.URL.Path) {
@@ -169,6 +182,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.serveProxied(ex, r)
 }
+
+// connectionClose is the Connection header that makes net/http close the
+// client connection after the answer (shared: never modified).
+var connectionClose = []string{"close"}
 
 func isReserved(path string) bool {
 	return strings.HasPrefix(path, protocol.ReservedPathPrefix) || strings.HasPrefix(path, protocol.PikoReservedPathPrefix)
@@ -222,6 +239,11 @@ func (p *Proxy) writeError(w http.ResponseWriter, ex *exchange, err error) {
 		// Nothing reached an upstream here: the forwarding node may try
 		// another node.
 		w.Header().Set(NoUpstreamHeader, "1")
+	}
+	var badBody *requestBodyError
+	if errors.As(err, &badBody) {
+		// What follows broken framing on the connection is no request.
+		w.Header()["Connection"] = connectionClose
 	}
 	if status == http.StatusBadGateway && noUpstream == nil {
 		p.logger.Warn("upstream failed", "endpoint", ex.endpoint, "node", ex.node, "upstream", ex.upstream, "error", err)

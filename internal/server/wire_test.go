@@ -1,0 +1,210 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
+)
+
+// Raw-socket tests of the proxy port: bytes in over a TCP connection,
+// the bytes the upstream received out. They cover request smuggling
+// (broken chunked bodies, ambiguous framing) and hostile agents.
+
+// recordingAgent is an upstream that serves every stream as HTTP/1.1
+// itself, recording the raw bytes it received and the requests it parsed
+// from them, and answering each request 200 "ok".
+type recordingAgent struct {
+	mu       sync.Mutex
+	raw      bytes.Buffer
+	requests []string // "METHOD /path"
+}
+
+// recordingUpstream registers a recordingAgent for endpoint on s.
+func (s *testServer) recordingUpstream(endpoint string) *recordingAgent {
+	s.t.Helper()
+	rec := &recordingAgent{}
+	a, err := upstreamtest.ServeTCP(context.Background(), upstreamtest.URL(s.Addrs().Upstream, endpoint), rec.serve)
+	require.NoError(s.t, err)
+	s.t.Cleanup(func() { _ = a.Close() })
+	return rec
+}
+
+func (rec *recordingAgent) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(io.TeeReader(c, recordWriter{rec}))
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		rec.mu.Lock()
+		rec.requests = append(rec.requests, req.Method+" "+req.URL.Path)
+		rec.mu.Unlock()
+		if _, err := io.Copy(io.Discard, req.Body); err != nil {
+			return
+		}
+		if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+			return
+		}
+		if req.Close {
+			return
+		}
+	}
+}
+
+type recordWriter struct{ rec *recordingAgent }
+
+func (w recordWriter) Write(p []byte) (int, error) {
+	w.rec.mu.Lock()
+	defer w.rec.mu.Unlock()
+	return w.rec.raw.Write(p)
+}
+
+// Requests returns the requests parsed so far.
+func (rec *recordingAgent) Requests() []string {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]string(nil), rec.requests...)
+}
+
+// Raw returns the bytes received so far.
+func (rec *recordingAgent) Raw() string {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.raw.String()
+}
+
+// rawExchange writes raw to a new connection to the proxy port and reads
+// every response the proxy sends until it closes the connection (the
+// test fails if it does not within 10 s). It returns the responses and
+// whether the connection was closed by the proxy.
+func (s *testServer) rawExchange(raw string) (resps []*http.Response, bodies []string, closed bool) {
+	s.t.Helper()
+	c := rawConn(s.t, s.Addrs().Proxy)
+	_, err := io.WriteString(c, raw)
+	require.NoError(s.t, err)
+	require.NoError(s.t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	br := bufio.NewReader(c)
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			var ne net.Error
+			timedOut := errors.As(err, &ne) && ne.Timeout()
+			return resps, bodies, !timedOut
+		}
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(s.t, err)
+		resps = append(resps, resp)
+		bodies = append(bodies, string(body))
+	}
+}
+
+// requireErrorBody checks a Pico JSON error body.
+func requireErrorBody(t *testing.T, resp *http.Response, body string, status int, contains string) {
+	t.Helper()
+	require.Equal(t, status, resp.StatusCode, body)
+	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	var e struct {
+		Error string `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &e), body)
+	require.Contains(t, e.Error, contains)
+}
+
+func TestBrokenChunkedBodyClosesTheConnection(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	rec := s.recordingUpstream("raw")
+	smuggled := "GET /smuggled HTTP/1.1\r\nHost: raw.x\r\n\r\n"
+	for name, body := range map[string]string{
+		"chunk data longer than its size": "3\r\nhello" + smuggled + "0\r\n\r\n",
+		"invalid chunk size":              "zz\r\nhello\r\n0\r\n\r\n" + smuggled,
+		"bare LF after the chunk size":    "5\nhello\r\n0\r\n\r\n" + smuggled,
+		"chunk size overflow":             "fffffffffffffffff\r\nhello\r\n0\r\n\r\n" + smuggled,
+	} {
+		t.Run(name, func(t *testing.T) {
+			resps, bodies, closed := s.rawExchange("POST /a HTTP/1.1\r\nHost: raw.x\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+			require.True(t, closed, "the proxy closed the connection")
+			require.Len(t, resps, 1, "one answer, nothing for the bytes after the broken framing")
+			requireErrorBody(t, resps[0], bodies[0], http.StatusBadRequest, "chunk")
+			require.True(t, resps[0].Close, "the answer says Connection: close")
+			require.NotContains(t, rec.Requests(), "GET /smuggled")
+			require.NotContains(t, rec.Raw(), "/smuggled")
+		})
+	}
+}
+
+func TestChunkedBodyBrokenAfterTheResponseHeadClosesTheConnection(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	var mu sync.Mutex
+	var seen []string
+	s.agent("early", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		rc := http.NewResponseController(w)
+		_ = rc.EnableFullDuplex()
+		w.WriteHeader(http.StatusAccepted) // answers before the body ends
+		_, _ = io.WriteString(w, "started\n")
+		_ = rc.Flush()
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	c := rawConn(t, s.Addrs().Proxy)
+	_, err := io.WriteString(c, "POST /a HTTP/1.1\r\nHost: early.x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "started\n", line)
+	// The head is out; now the framing breaks, and a request follows.
+	_, err = io.WriteString(c, "3\r\nhelloGET /smuggled HTTP/1.1\r\nHost: early.x\r\n\r\n0\r\n\r\n")
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_, err = http.ReadResponse(br, nil)
+	var ne net.Error
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the proxy closed the connection: %v", err)
+	require.Error(t, err, "no second answer")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"POST /a"}, seen)
+}
+
+func TestAmbiguousFramingClosesTheConnection(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	rec := s.recordingUpstream("raw")
+	pipelined := "GET /pipelined HTTP/1.1\r\nHost: raw.x\r\n\r\n"
+	for name, raw := range map[string]string{
+		"content-length and transfer-encoding": "POST /a HTTP/1.1\r\nHost: raw.x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"transfer-encoding and content-length": "POST /a HTTP/1.1\r\nHost: raw.x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+		"HTTP/1.0 with transfer-encoding":      "POST /a HTTP/1.0\r\nHost: raw.x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+		"HTTP/1.0 with transfer-encoding only": "POST /a HTTP/1.0\r\nHost: raw.x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			resps, bodies, closed := s.rawExchange(raw + pipelined)
+			require.True(t, closed, "the proxy closed the connection")
+			require.Len(t, resps, 1, "the pipelined request got no answer")
+			require.Equal(t, http.StatusOK, resps[0].StatusCode, bodies[0])
+			require.True(t, resps[0].Close, "the answer says Connection: close")
+			require.NotContains(t, rec.Requests(), "GET /pipelined")
+		})
+	}
+	// A well-framed keep-alive request still keeps its connection.
+	resps, _, _ := s.rawExchange("POST /a HTTP/1.1\r\nHost: raw.x\r\nContent-Length: 2\r\n\r\nhi" + pipelined + "GET /last HTTP/1.1\r\nHost: raw.x\r\nConnection: close\r\n\r\n")
+	require.Len(t, resps, 3)
+	require.Contains(t, rec.Requests(), "GET /pipelined")
+}
