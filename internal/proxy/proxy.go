@@ -52,11 +52,20 @@ type Options struct {
 	// every request then opens a stream and asks the agent to close it
 	// after the response ("Connection: close").
 	OneRequestPerStream bool
+	// MaxResponseHeaderBytes bounds the response head an upstream (or
+	// another node) may send, its informational (1xx) heads included:
+	// past it the exchange is abandoned and the client gets 502. Zero
+	// means DefaultMaxResponseHeaderBytes.
+	MaxResponseHeaderBytes int64
 	// Metrics receives the proxy's metrics; nil means none.
 	Metrics prometheus.Registerer
 	// Logger receives the access log and errors.
 	Logger *slog.Logger
 }
+
+// DefaultMaxResponseHeaderBytes is the default bound on a response head
+// (proxy.max_response_header_bytes).
+const DefaultMaxResponseHeaderBytes = 1 << 20
 
 // maxAttempts bounds the upstreams and nodes one request is tried on.
 const maxAttempts = 3
@@ -70,6 +79,7 @@ type Proxy struct {
 	gatewayTimeout time.Duration
 	upstreamWait   time.Duration
 	suspectAfter   time.Duration
+	maxRespHead    int64
 	reuseStreams   bool
 	logger         *slog.Logger
 	metrics        *metrics
@@ -92,6 +102,9 @@ func New(opts Options) *Proxy {
 	if opts.SuspectAfter <= 0 {
 		opts.SuspectAfter = time.Second
 	}
+	if opts.MaxResponseHeaderBytes <= 0 {
+		opts.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
 	logger := opts.Logger.With("subsystem", "proxy")
 	p := &Proxy{
 		registry:       opts.Registry,
@@ -101,6 +114,7 @@ func New(opts Options) *Proxy {
 		gatewayTimeout: opts.GatewayTimeout,
 		upstreamWait:   opts.UpstreamWait,
 		suspectAfter:   opts.SuspectAfter,
+		maxRespHead:    opts.MaxResponseHeaderBytes,
 		reuseStreams:   !opts.OneRequestPerStream,
 		logger:         logger,
 		metrics:        newMetrics(opts.Metrics),

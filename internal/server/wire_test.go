@@ -9,12 +9,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
 
@@ -207,4 +210,100 @@ func TestAmbiguousFramingClosesTheConnection(t *testing.T) {
 	resps, _, _ := s.rawExchange("POST /a HTTP/1.1\r\nHost: raw.x\r\nContent-Length: 2\r\n\r\nhi" + pipelined + "GET /last HTTP/1.1\r\nHost: raw.x\r\nConnection: close\r\n\r\n")
 	require.Len(t, resps, 3)
 	require.Contains(t, rec.Requests(), "GET /pipelined")
+}
+
+// hostileAgent registers an upstream for endpoint whose every stream
+// reads the request head, then writes the response that respond writes
+// (until the stream fails); written counts the bytes it managed to send.
+func (s *testServer) hostileAgent(endpoint string, respond func(io.Writer) error) (written *atomic.Int64) {
+	s.t.Helper()
+	written = &atomic.Int64{}
+	a, err := upstreamtest.ServeTCP(context.Background(), upstreamtest.URL(s.Addrs().Upstream, endpoint), func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		_ = respond(countingWriter{c, written})
+	})
+	require.NoError(s.t, err)
+	s.t.Cleanup(func() { _ = a.Close() })
+	return written
+}
+
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func TestEndlessResponseHeadIsCutAtTheBound(t *testing.T) {
+	const bound = 64 << 10
+	s := startServer(t, serverSetup{cfg: func(c *config.Server) {
+		c.Proxy.MaxResponseHeaderBytes = bound
+		c.Proxy.GatewayTimeout = 5 * time.Second
+	}})
+	line := "X-Filler: " + strings.Repeat("a", 1000) + "\r\n"
+	written := s.hostileAgent("endless", func(w io.Writer) error {
+		if _, err := io.WriteString(w, "HTTP/1.1 200 OK\r\n"); err != nil {
+			return err
+		}
+		for {
+			if _, err := io.WriteString(w, line); err != nil {
+				return err
+			}
+		}
+	})
+	resps, bodies, _ := s.rawExchange("GET / HTTP/1.1\r\nHost: endless.x\r\nConnection: close\r\n\r\n")
+	require.Len(t, resps, 1)
+	requireErrorBody(t, resps[0], bodies[0], http.StatusBadGateway, "proxy.max_response_header_bytes (65536 bytes)")
+	// What the agent could send at all: the bound, then at most one
+	// yamux stream window (256 KiB) that nobody reads; never the
+	// gigabytes an unbounded read takes in.
+	require.Less(t, written.Load(), int64(bound+256<<10+64<<10))
+}
+
+func TestEndlessInformationalResponsesAreCut(t *testing.T) {
+	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Proxy.GatewayTimeout = 5 * time.Second }})
+	s.hostileAgent("hints", func(w io.Writer) error {
+		for {
+			if _, err := io.WriteString(w, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"); err != nil {
+				return err
+			}
+		}
+	})
+	resps, bodies, _ := s.rawExchange("GET / HTTP/1.1\r\nHost: hints.x\r\nConnection: close\r\n\r\n")
+	require.Len(t, resps, 1)
+	requireErrorBody(t, resps[0], bodies[0], http.StatusBadGateway, "more than 5 informational (1xx) responses")
+
+	s.hostileAgent("few-hints", func(w io.Writer) error {
+		_, err := io.WriteString(w, strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", 5)+"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return err
+	})
+	resps, bodies, _ = s.rawExchange("GET / HTTP/1.1\r\nHost: few-hints.x\r\nConnection: close\r\n\r\n")
+	require.Len(t, resps, 1)
+	require.Equal(t, http.StatusOK, resps[0].StatusCode)
+	require.Equal(t, "ok", bodies[0])
+}
+
+func TestForwardedResponseHeadIsBoundToo(t *testing.T) {
+	c := newTestCluster()
+	a := startNode(t, c, "node-a")
+	b := startNode(t, c, "node-b", func(cfg *config.Server) { cfg.Proxy.MaxResponseHeaderBytes = 64 << 10 })
+	// node-a takes this 100 KiB head (its bound is 1 MiB) and passes it
+	// on; node-b reads it from node-a under its own bound.
+	a.hostileAgent("big", func(w io.Writer) error {
+		_, err := io.WriteString(w, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("b", 100<<10)+"\r\nContent-Length: 2\r\n\r\nok")
+		return err
+	})
+	routable(t, c, b, "big")
+	resps, bodies, _ := b.rawExchange("GET / HTTP/1.1\r\nHost: big.x\r\nConnection: close\r\n\r\n")
+	require.Len(t, resps, 1)
+	requireErrorBody(t, resps[0], bodies[0], http.StatusBadGateway, "proxy.max_response_header_bytes (65536 bytes)")
+	resps, _, _ = a.rawExchange("GET / HTTP/1.1\r\nHost: big.x\r\nConnection: close\r\n\r\n")
+	require.Equal(t, http.StatusOK, resps[0].StatusCode, "within node-a's bound")
 }
