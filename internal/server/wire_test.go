@@ -18,6 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
 
@@ -38,7 +40,7 @@ type recordingAgent struct {
 func (s *testServer) recordingUpstream(endpoint string) *recordingAgent {
 	s.t.Helper()
 	rec := &recordingAgent{}
-	a, err := upstreamtest.ServeTCP(context.Background(), upstreamtest.URL(s.Addrs().Upstream, endpoint), rec.serve)
+	a, err := upstreamtest.ServeStreams(context.Background(), upstreamtest.URL(s.Addrs().Upstream, endpoint), protocol.ProtocolHTTP, rec.serve)
 	require.NoError(s.t, err)
 	s.t.Cleanup(func() { _ = a.Close() })
 	return rec
@@ -218,7 +220,7 @@ func TestAmbiguousFramingClosesTheConnection(t *testing.T) {
 func (s *testServer) hostileAgent(endpoint string, respond func(io.Writer) error) (written *atomic.Int64) {
 	s.t.Helper()
 	written = &atomic.Int64{}
-	a, err := upstreamtest.ServeTCP(context.Background(), upstreamtest.URL(s.Addrs().Upstream, endpoint), func(c net.Conn) {
+	a, err := upstreamtest.ServeStreams(context.Background(), upstreamtest.URL(s.Addrs().Upstream, endpoint), protocol.ProtocolHTTP, func(c net.Conn) {
 		defer c.Close()
 		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
 			return
@@ -306,4 +308,83 @@ func TestForwardedResponseHeadIsBoundToo(t *testing.T) {
 	requireErrorBody(t, resps[0], bodies[0], http.StatusBadGateway, "proxy.max_response_header_bytes (65536 bytes)")
 	resps, _, _ = a.rawExchange("GET / HTTP/1.1\r\nHost: big.x\r\nConnection: close\r\n\r\n")
 	require.Equal(t, http.StatusOK, resps[0].StatusCode, "within node-a's bound")
+}
+
+// tcpRouteUpgrade is a raw WebSocket upgrade to the TCP route path, on
+// a connection to be closed after it.
+func tcpRouteUpgrade(path string) string {
+	return "GET " + path + " HTTP/1.1\r\nHost: proxy.x\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+}
+
+func TestTCPRouteToAnHTTPEndpointIsRefused(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	rec := s.recordingUpstream("web")
+	for _, prefix := range []string{protocol.TCPPathPrefix, protocol.PikoTCPPathPrefix} {
+		t.Run(prefix, func(t *testing.T) {
+			resps, bodies, _ := s.rawExchange(tcpRouteUpgrade(prefix + "web"))
+			require.NotEmpty(t, resps)
+			requireErrorBody(t, resps[0], bodies[0], http.StatusBadRequest, `endpoint "web" is an HTTP endpoint (its agent registered it with protocol http)`)
+			require.Empty(t, rec.Raw(), "no byte reached the upstream")
+		})
+	}
+}
+
+func TestTCPRouteToAnHTTPEndpointOnAnotherNodeIsRefused(t *testing.T) {
+	c := newTestCluster()
+	a := startNode(t, c, "node-a")
+	b := startNode(t, c, "node-b")
+	rec := a.recordingUpstream("web")
+	routable(t, c, b, "web")
+	resps, bodies, _ := b.rawExchange(tcpRouteUpgrade(protocol.TCPPathPrefix + "web"))
+	require.NotEmpty(t, resps)
+	requireErrorBody(t, resps[0], bodies[0], http.StatusBadRequest, `endpoint "web" is an HTTP endpoint (its agent registered it with protocol http)`)
+	require.Empty(t, rec.Raw(), "no byte reached the upstream")
+}
+
+// An agent that does not say how it serves its endpoint (Piko's agents)
+// keeps the TCP route, as on Piko: `piko forward` to a Piko TCP agent works.
+func TestTCPRouteToAnEndpointOfUnknownProtocolIsServed(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	a, err := upstreamtest.ServeStreams(context.Background(), upstreamtest.PikoURL(s.Addrs().Upstream, "legacy-db"), protocol.ProtocolUnknown, upstreamtest.Echo)
+	require.NoError(t, err)
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := protocol.DialWebSocket(ctx, "ws://"+s.Addrs().Proxy+protocol.PikoTCPPathPrefix+"legacy-db", nil, nil)
+	require.NoError(t, err)
+	defer conn.Close()
+	testutil.RequireEcho(t, conn, "ping\n")
+}
+
+func TestTheAgentSaysItsEndpointsProtocol(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	web := startAgent(t, "http://"+s.Addrs().Upstream, "site", echoHandler("site"), nil)
+	web.waitRegistered(t)
+	echo := testutil.ServeTCP(t, upstreamtest.Echo)
+	db := runAgent(t, "http://"+s.Addrs().Upstream, config.AgentEndpoint{ID: "db", Protocol: config.ProtocolTCP, Addr: echo.Addr().String()}, nil)
+	db.waitRegistered(t)
+	require.Equal(t, 1, s.logs.Count(`"upstream connected"`, `"endpoint":"site"`, `"protocol":"http"`))
+	require.Equal(t, 1, s.logs.Count(`"upstream connected"`, `"endpoint":"db"`, `"protocol":"tcp"`))
+
+	resps, bodies, _ := s.rawExchange(tcpRouteUpgrade(protocol.TCPPathPrefix + "site"))
+	require.NotEmpty(t, resps)
+	requireErrorBody(t, resps[0], bodies[0], http.StatusBadRequest, `endpoint "site" is an HTTP endpoint`)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := protocol.DialWebSocket(ctx, "ws://"+s.Addrs().Proxy+protocol.TCPPathPrefix+"db", nil, nil)
+	require.NoError(t, err)
+	defer conn.Close()
+	testutil.RequireEcho(t, conn, "ping\n")
+}
+
+func TestRegistrationRejectsAnUnknownProtocol(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	_, err := protocol.DialSession(context.Background(), upstreamtest.URL(s.Addrs().Upstream, "odd"), http.Header{protocol.EndpointProtocolHeader: {"udp"}}, nil)
+	var dialErr *protocol.DialError
+	require.ErrorAs(t, err, &dialErr)
+	require.Equal(t, http.StatusBadRequest, dialErr.StatusCode)
+	require.Contains(t, dialErr.Body, `X-Pico-Endpoint-Protocol \"udp\" is invalid: use http or tcp`)
+	require.Empty(t, s.Registry().Counts())
 }
