@@ -22,7 +22,7 @@ import (
 // testServer is a server on loopback with every port chosen by the kernel.
 type testServer struct {
 	*Server
-	t    *testing.T
+	t    testing.TB
 	logs *testutil.LogBuffer
 }
 
@@ -42,7 +42,7 @@ func testConfig() *config.Server {
 	return cfg
 }
 
-func startServer(t *testing.T, setup serverSetup) *testServer {
+func startServer(t testing.TB, setup serverSetup) *testServer {
 	t.Helper()
 	cfg := testConfig()
 	if setup.cfg != nil {
@@ -92,7 +92,7 @@ func (s *testServer) getWith(endpoint, path string, header http.Header) *http.Re
 
 // proxyGet sends GET url through client for endpoint (x-pico-endpoint
 // header) with extra headers; the body is closed when the test ends.
-func proxyGet(t *testing.T, client *http.Client, url, endpoint string, header http.Header) *http.Response {
+func proxyGet(t testing.TB, client *http.Client, url, endpoint string, header http.Header) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	require.NoError(t, err)
@@ -201,7 +201,7 @@ func peek(resp *http.Response) string {
 }
 
 // rawRequest sends raw bytes to addr and returns the connection.
-func rawConn(t *testing.T, addr string) net.Conn {
+func rawConn(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)

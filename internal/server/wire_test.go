@@ -31,19 +31,32 @@ import (
 // itself, recording the raw bytes it received and the requests it parsed
 // from them, and answering each request 200 "ok".
 type recordingAgent struct {
+	*upstreamtest.Agent
 	mu       sync.Mutex
 	raw      bytes.Buffer
 	requests []string // "METHOD /path"
 }
 
-// recordingUpstream registers a recordingAgent for endpoint on s.
+// recordingUpstream registers a recordingAgent for endpoint on s until
+// the test ends.
 func (s *testServer) recordingUpstream(endpoint string) *recordingAgent {
 	s.t.Helper()
-	rec := &recordingAgent{}
-	a, err := upstreamtest.ServeStreams(context.Background(), upstreamtest.URL(s.Addrs().Upstream, endpoint), protocol.ProtocolHTTP, rec.serve)
+	rec, err := startRecording(s.Addrs().Upstream, endpoint)
 	require.NoError(s.t, err)
-	s.t.Cleanup(func() { _ = a.Close() })
+	s.t.Cleanup(func() { _ = rec.Close() })
 	return rec
+}
+
+// startRecording registers a recordingAgent for endpoint at the upstream
+// listener addr; it says it serves HTTP.
+func startRecording(addr, endpoint string) (*recordingAgent, error) {
+	rec := &recordingAgent{}
+	a, err := upstreamtest.ServeStreams(context.Background(), upstreamtest.URL(addr, endpoint), protocol.ProtocolHTTP, rec.serve)
+	if err != nil {
+		return nil, err
+	}
+	rec.Agent = a
+	return rec, nil
 }
 
 func (rec *recordingAgent) serve(c net.Conn) {
