@@ -15,6 +15,7 @@ import (
 
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/logging"
+	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
@@ -207,4 +208,17 @@ func rawConn(t testing.TB, addr string) net.Conn {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// requireTCPRouteEcho opens the TCP route path (e.g.
+// protocol.TCPPathPrefix+"db") on the proxy port at proxyAddr and checks
+// one round trip of msg through the echo service behind it.
+func requireTCPRouteEcho(t *testing.T, proxyAddr, path, msg string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := protocol.DialWebSocket(ctx, "ws://"+proxyAddr+path, nil, nil)
+	require.NoError(t, err)
+	defer conn.Close()
+	testutil.RequireEcho(t, conn, msg)
 }

@@ -362,12 +362,7 @@ func TestTCPRouteToAnEndpointOfUnknownProtocolIsServed(t *testing.T) {
 	a, err := upstreamtest.ServeStreams(context.Background(), upstreamtest.PikoURL(s.Addrs().Upstream, "legacy-db"), protocol.ProtocolUnknown, upstreamtest.Echo)
 	require.NoError(t, err)
 	defer a.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := protocol.DialWebSocket(ctx, "ws://"+s.Addrs().Proxy+protocol.PikoTCPPathPrefix+"legacy-db", nil, nil)
-	require.NoError(t, err)
-	defer conn.Close()
-	testutil.RequireEcho(t, conn, "ping\n")
+	requireTCPRouteEcho(t, s.Addrs().Proxy, protocol.PikoTCPPathPrefix+"legacy-db", "ping\n")
 }
 
 func TestTheAgentSaysItsEndpointsProtocol(t *testing.T) {
@@ -384,12 +379,7 @@ func TestTheAgentSaysItsEndpointsProtocol(t *testing.T) {
 	require.NotEmpty(t, resps)
 	requireErrorBody(t, resps[0], bodies[0], http.StatusBadRequest, `endpoint "site" is an HTTP endpoint`)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := protocol.DialWebSocket(ctx, "ws://"+s.Addrs().Proxy+protocol.TCPPathPrefix+"db", nil, nil)
-	require.NoError(t, err)
-	defer conn.Close()
-	testutil.RequireEcho(t, conn, "ping\n")
+	requireTCPRouteEcho(t, s.Addrs().Proxy, protocol.TCPPathPrefix+"db", "ping\n")
 }
 
 func TestRegistrationRejectsAnUnknownProtocol(t *testing.T) {
