@@ -146,7 +146,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	if len(r.TransferEncoding) > 0 || !r.ProtoAtLeast(1, 1) {
+	p.acceptForwarding(ex, r)
+	if ex.forwardedBy == "" && (len(r.TransferEncoding) > 0 || !r.ProtoAtLeast(1, 1)) {
 		// Framing that may be ambiguous (RFC 9112, 6.1): net/http has
 		// already removed a Content-Length sent with Transfer-Encoding,
 		// and the Transfer-Encoding of an HTTP/1.0 request, so neither
@@ -156,10 +157,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// after the answer: nothing a peer that framed the bytes
 		// differently sent after it is read as a request. This also
 		// covers a chunked body that breaks after the response head
-		// went out.
+		// went out. A verified member's request is framed by Pico
+		// (HTTP/1.1, one of the two headers): its pooled connection
+		// stays open.
 		w.Header()["Connection"] = connectionClose
 	}
-	p.acceptForwarding(ex, r)
 
 	if isReserved(r.URL.Path) {
 		id, ok := protocol.EndpointFromPath(r.URL.Path, protocol.TCPPathPrefix, protocol.PikoTCPPathPrefix)

@@ -391,3 +391,23 @@ func TestRegistrationRejectsAnUnknownProtocol(t *testing.T) {
 	require.Contains(t, dialErr.Body, `X-Pico-Endpoint-Protocol \"udp\" is invalid: use http or tcp`)
 	require.Empty(t, s.Registry().Counts())
 }
+
+// The close after a chunked request is for client connections: a
+// member's forwarded request is framed by Pico, and its connection is
+// pooled for the next one.
+func TestForwardedChunkedRequestsShareANodeConnection(t *testing.T) {
+	_, a, b := forwardingPair(t, "far")
+	for range 2 {
+		resps, bodies, _ := b.rawExchange("POST / HTTP/1.1\r\nHost: far.x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+		require.Len(t, resps, 1)
+		require.True(t, resps[0].Close, "the client's connection closes")
+		require.Contains(t, bodies[0], `"body":"hello"`)
+	}
+	var records []map[string]any
+	require.Eventually(t, func() bool {
+		records = a.logs.Records("request")
+		return len(records) == 2
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, "node-b", records[0]["forwarded_by"])
+	require.Equal(t, records[0]["remote_addr"], records[1]["remote_addr"], "both came over one pooled connection")
+}
