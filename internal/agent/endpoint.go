@@ -41,11 +41,13 @@ const drainPollInterval = 20 * time.Millisecond
 
 // endpoint keeps one endpoint registered and serves its streams.
 type endpoint struct {
-	agent  *Agent
-	id     string
-	url    string // WebSocket URL of the upstream route
-	logger *slog.Logger
-	server streamServer
+	agent *Agent
+	id    string
+	url   string // WebSocket URL of the upstream route
+	// protocol is said at registration (protocol.EndpointProtocolHeader).
+	protocol string
+	logger   *slog.Logger
+	server   streamServer
 	// registered is set at the first registration (owned by run).
 	registered bool
 
@@ -78,6 +80,7 @@ func newEndpoint(a *Agent, cfg Endpoint) (*endpoint, error) {
 	e := &endpoint{
 		agent:    a,
 		id:       cfg.ID,
+		protocol: cfg.Protocol,
 		url:      base.String(),
 		logger:   a.logger.With("endpoint", cfg.ID),
 		sessions: make(map[*yamux.Session]struct{}),
@@ -177,7 +180,7 @@ func (e *endpoint) markRegistered() {
 func (e *endpoint) connect(ctx context.Context) (sess *yamux.Session, goingAway <-chan struct{}, err error) {
 	dialCtx, cancel := context.WithTimeout(ctx, e.agent.cfg.Connect.Timeout)
 	defer cancel()
-	header := http.Header{}
+	header := http.Header{protocol.EndpointProtocolHeader: {e.protocol}}
 	// Read for every connection: a token file may have been renewed.
 	token, err := e.agent.cfg.Connect.BearerToken("connect")
 	if err != nil {

@@ -120,6 +120,10 @@ type Proxy struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxHeaderBytes caps the size of a request's headers.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxResponseHeaderBytes caps the size of a response head from an
+	// upstream or another node, its informational (1xx) heads included;
+	// a larger one gets the client 502 (agents are not trusted).
+	MaxResponseHeaderBytes int `yaml:"max_response_header_bytes"`
 	// UpstreamWait bounds how long a request for an endpoint with no
 	// upstream anywhere in the cluster waits for one to appear (an agent
 	// reconnecting after its node drained, say) before it gets 502. Zero
@@ -136,13 +140,14 @@ type Proxy struct {
 // DefaultProxy returns the proxy defaults.
 func DefaultProxy() Proxy {
 	return Proxy{
-		Listener:          Listener{BindAddr: ":8000"},
-		GatewayTimeout:    15 * time.Second,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    1 << 20,
-		UpstreamWait:      3 * time.Second,
-		Auth:              DefaultAuth(),
+		Listener:               Listener{BindAddr: ":8000"},
+		GatewayTimeout:         15 * time.Second,
+		ReadHeaderTimeout:      10 * time.Second,
+		IdleTimeout:            2 * time.Minute,
+		MaxHeaderBytes:         1 << 20,
+		MaxResponseHeaderBytes: 1 << 20,
+		UpstreamWait:           3 * time.Second,
+		Auth:                   DefaultAuth(),
 	}
 }
 
@@ -153,6 +158,7 @@ func (p *Proxy) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&p.ReadHeaderTimeout, "proxy.read-header-timeout", p.ReadHeaderTimeout, "how long a client may take to send request headers")
 	fs.DurationVar(&p.IdleTimeout, "proxy.idle-timeout", p.IdleTimeout, "how long an idle keep-alive client connection stays open")
 	fs.IntVar(&p.MaxHeaderBytes, "proxy.max-header-bytes", p.MaxHeaderBytes, "maximum size of a request's headers in bytes")
+	fs.IntVar(&p.MaxResponseHeaderBytes, "proxy.max-response-header-bytes", p.MaxResponseHeaderBytes, "maximum size of a response head from an upstream or another node in bytes (larger: 502)")
 	fs.DurationVar(&p.UpstreamWait, "proxy.upstream-wait", p.UpstreamWait, "how long a request for an endpoint with no upstream waits for one to connect before 502 (0: at once)")
 	p.Auth.RegisterFlags(fs, "proxy.auth")
 	p.TLS.RegisterFlags(fs, "proxy.tls")
@@ -166,6 +172,7 @@ func (p *Proxy) Validate() error {
 		positiveDuration("proxy.read_header_timeout", p.ReadHeaderTimeout),
 		positiveDuration("proxy.idle_timeout", p.IdleTimeout),
 		positiveInt("proxy.max_header_bytes", p.MaxHeaderBytes),
+		positiveInt("proxy.max_response_header_bytes", p.MaxResponseHeaderBytes),
 		nonNegativeDuration("proxy.upstream_wait", p.UpstreamWait),
 		p.Auth.Validate("proxy.auth"),
 		p.TLS.Validate("proxy.tls"),

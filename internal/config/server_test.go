@@ -33,6 +33,7 @@ func TestDefaultsMatchContract(t *testing.T) {
 	require.Equal(t, ":8002", cfg.Admin.BindAddr)
 	require.Equal(t, ":8003", cfg.Gossip.BindAddr)
 	require.Equal(t, 15*time.Second, cfg.Proxy.GatewayTimeout)
+	require.Equal(t, 1<<20, cfg.Proxy.MaxResponseHeaderBytes)
 	require.Equal(t, time.Minute, cfg.Server.GracefulShutdownTimeout)
 	require.Equal(t, time.Minute, cfg.Cluster.JoinTimeout)
 	require.Equal(t, 30*time.Second, cfg.Cluster.RejoinInterval)
@@ -128,6 +129,7 @@ proxy:
   bind_addr: "8000"
   gateway_timeout: -1s
   upstream_wait: -2s
+  max_response_header_bytes: 0
 log:
   level: loud
 cluster:
@@ -136,7 +138,7 @@ cluster:
 `)
 	_, err := loadServer(t, "--config.path", path)
 	require.Error(t, err)
-	for _, want := range []string{"proxy.bind_addr", "proxy.gateway_timeout", "proxy.upstream_wait (--proxy.upstream-wait) is -2s; use 0 or", "log.level", "cluster.node_id and cluster.node_id_prefix"} {
+	for _, want := range []string{"proxy.bind_addr", "proxy.gateway_timeout", "proxy.upstream_wait (--proxy.upstream-wait) is -2s; use 0 or", "proxy.max_response_header_bytes (--proxy.max-response-header-bytes) is 0; use a positive number", "log.level", "cluster.node_id and cluster.node_id_prefix"} {
 		require.ErrorContains(t, err, want)
 	}
 }
@@ -177,7 +179,7 @@ func TestEveryKeyHasAFlag(t *testing.T) {
 		"cluster.join_timeout", "cluster.rejoin_interval",
 		"server.graceful_shutdown_timeout", "log.level", "log.subsystems",
 		"proxy.read_header_timeout", "proxy.idle_timeout", "proxy.max_header_bytes",
-		"upstream.max_streams_per_connection", "gossip.secret_key",
+		"proxy.max_response_header_bytes", "upstream.max_streams_per_connection", "gossip.secret_key",
 	} {
 		require.NotNil(t, fs.Lookup(FlagName(key)[2:]), "no flag for %s", key)
 	}

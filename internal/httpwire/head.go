@@ -2,6 +2,7 @@ package httpwire
 
 import (
 	"bufio"
+	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
@@ -100,15 +101,24 @@ func writeTrailerAnnouncement(bw *bufio.Writer, trailer http.Header) {
 	bw.WriteString("\r\n")
 }
 
+// MaxInformationalResponses bounds the informational (1xx) answers that
+// may precede a response (as net/http's client does): an endless stream
+// of them would otherwise keep the reader busy forever.
+const MaxInformationalResponses = 5
+
 // ReadResponse reads the response to req from br, skipping informational
-// (1xx) answers other than 101 Switching Protocols.
+// (1xx) answers other than 101 Switching Protocols, at most
+// MaxInformationalResponses of them.
 func ReadResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
-	for {
+	for skipped := 0; ; skipped++ {
 		resp, err := http.ReadResponse(br, req)
 		if err != nil {
 			return nil, err
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			if skipped == MaxInformationalResponses {
+				return nil, fmt.Errorf("more than %d informational (1xx) responses", MaxInformationalResponses)
+			}
 			continue
 		}
 		return resp, nil

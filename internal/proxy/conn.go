@@ -81,7 +81,9 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 	ctx := req.Context()
 	c.startHeadTimer(timeout, p.suspectAfter)
 	c.br = httpwire.GetReader(c)
+	c.headRoom = p.maxRespHead
 	resp, err = httpwire.ReadResponse(c.br, req)
+	c.headRoom = 0 // the body is not bounded
 	timedOut, nodeGone := c.stopHeadTimer()
 	if timedOut || nodeGone {
 		// even if the head arrived as the wait was cut
@@ -92,15 +94,19 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 	}
 	if err != nil {
 		received := c.received
+		headTooLarge := c.headTooLarge
 		c.finish(false)
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx), false
 		}
 		if bodyErr := c.bodyErr.Load(); bodyErr != nil {
-			return nil, &upstreamError{err: fmt.Errorf("reading the request body: %w", *bodyErr)}, false
+			return nil, &requestBodyError{err: *bodyErr}, false
 		}
 		if timedOut {
 			return nil, &gatewayTimeoutError{timeout: p.gatewayTimeout}, false
+		}
+		if headTooLarge {
+			return nil, &upstreamError{err: fmt.Errorf("the response head exceeds proxy.max_response_header_bytes (%d bytes)", p.maxRespHead)}, false
 		}
 		if nodeGone {
 			err = fmt.Errorf("node %s failed while the request waited for its answer", c.nodeID)
@@ -231,6 +237,11 @@ type streamConn struct {
 	nodeID   string            // that the node failed
 	br       *bufio.Reader
 	received int64
+	// headRoom, while the response head is read, is the most bytes the
+	// connection may deliver until the head is complete; headTooLarge is
+	// set once it had to refuse more.
+	headRoom     int64
+	headTooLarge bool
 	// bodyErr is set when the request body could not be read from the
 	// client; bodySent once it was written completely.
 	bodyErr   atomic.Pointer[error]
@@ -245,9 +256,22 @@ type streamConn struct {
 	headRest  time.Duration // from the suspicion to the timeout
 }
 
+var errResponseHeadTooLarge = errors.New("response head too large")
+
 // Read reads from the connection, counting bytes (a retry is safe only if
 // no response byte arrived).
 func (c *streamConn) Read(p []byte) (int, error) {
+	if c.headRoom > 0 {
+		// Reading the response head: never past its bound.
+		room := c.headRoom - c.received
+		if room <= 0 {
+			c.headTooLarge = true
+			return 0, errResponseHeadTooLarge
+		}
+		if int64(len(p)) > room {
+			p = p[:room]
+		}
+	}
 	n, err := c.conn.Read(p)
 	c.received += int64(n)
 	return n, err
@@ -275,7 +299,10 @@ func (c *streamConn) finish(complete bool) {
 			c.pool.Put(c.addr, c.conn)
 		default:
 			_ = c.conn.Close()
-			if !complete && c.session != nil {
+			if !complete && c.session != nil && !c.headTooLarge {
+				// Not an agent sending an endless head: yamux flow
+				// control bounds what it can still send (the stream
+				// window) without draining it.
 				go drain(c.conn)
 			}
 		}

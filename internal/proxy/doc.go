@@ -26,10 +26,20 @@
 //
 // WebSocket upgrades pass through, and GET /_pico/v1/tcp/{endpoint}
 // (or /_piko/...) is a WebSocket whose byte stream is piped to a TCP
-// endpoint's upstream. Retries happen only when they are safe: when a
+// endpoint's upstream (or one whose protocol is unknown: Piko's agents do
+// not say). Retries happen only when they are safe: when a
 // stream or connection could not be opened, before any byte reached an
 // upstream (or, for requests without a body and with an idempotent method,
 // when the upstream connection failed before any response byte arrived).
 // Every request gives one access-log line and is counted in the metrics.
 // All errors are JSON {"error": "..."}.
+//
+// The edges are strict, since clients and agents are not trusted: a
+// client's chunked or HTTP/1.0 request closes its connection after the
+// answer (framing that may be read differently, RFC 9112 6.1) and a broken
+// request body gets 400 and the connection closed, so no byte after it is
+// read as a request; a response head larger than
+// Options.MaxResponseHeaderBytes, or preceded by more than
+// httpwire.MaxInformationalResponses 1xx answers, gets 502; and the TCP
+// route refuses an endpoint whose agent registered it as HTTP.
 package proxy

@@ -39,6 +39,15 @@ type upstreamError struct{ err error }
 func (e *upstreamError) Error() string { return "upstream connection failed: " + e.err.Error() }
 func (e *upstreamError) Unwrap() error { return e.err }
 
+// requestBodyError: the client's request body could not be read, most
+// often because its chunked framing is broken. 400 (408 for a read
+// timeout), and the client connection is closed after the answer: the
+// bytes after broken framing are not a request (request smuggling).
+type requestBodyError struct{ err error }
+
+func (e *requestBodyError) Error() string { return "malformed request body: " + e.err.Error() }
+func (e *requestBodyError) Unwrap() error { return e.err }
+
 // statusClientClosedRequest is recorded (never sent) when the client went
 // away before the answer, as nginx does.
 const statusClientClosedRequest = 499
@@ -49,10 +58,17 @@ func classify(err error) int {
 		noUpstream *noUpstreamError
 		busy       *busyError
 		timeout    *gatewayTimeoutError
+		badBody    *requestBodyError
+		ne         net.Error
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
 		return statusClientClosedRequest
+	case errors.As(err, &badBody):
+		if errors.As(err, &ne) && ne.Timeout() {
+			return http.StatusRequestTimeout
+		}
+		return http.StatusBadRequest
 	case errors.As(err, &noUpstream):
 		return http.StatusBadGateway
 	case errors.As(err, &busy):
@@ -60,7 +76,6 @@ func classify(err error) int {
 	case errors.As(err, &timeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	}
-	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return http.StatusGatewayTimeout
 	}

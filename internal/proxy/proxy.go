@@ -52,11 +52,20 @@ type Options struct {
 	// every request then opens a stream and asks the agent to close it
 	// after the response ("Connection: close").
 	OneRequestPerStream bool
+	// MaxResponseHeaderBytes bounds the response head an upstream (or
+	// another node) may send, its informational (1xx) heads included:
+	// past it the exchange is abandoned and the client gets 502. Zero
+	// means DefaultMaxResponseHeaderBytes.
+	MaxResponseHeaderBytes int64
 	// Metrics receives the proxy's metrics; nil means none.
 	Metrics prometheus.Registerer
 	// Logger receives the access log and errors.
 	Logger *slog.Logger
 }
+
+// DefaultMaxResponseHeaderBytes is the default bound on a response head
+// (proxy.max_response_header_bytes).
+const DefaultMaxResponseHeaderBytes = 1 << 20
 
 // maxAttempts bounds the upstreams and nodes one request is tried on.
 const maxAttempts = 3
@@ -70,6 +79,7 @@ type Proxy struct {
 	gatewayTimeout time.Duration
 	upstreamWait   time.Duration
 	suspectAfter   time.Duration
+	maxRespHead    int64
 	reuseStreams   bool
 	logger         *slog.Logger
 	metrics        *metrics
@@ -92,6 +102,9 @@ func New(opts Options) *Proxy {
 	if opts.SuspectAfter <= 0 {
 		opts.SuspectAfter = time.Second
 	}
+	if opts.MaxResponseHeaderBytes <= 0 {
+		opts.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
 	logger := opts.Logger.With("subsystem", "proxy")
 	p := &Proxy{
 		registry:       opts.Registry,
@@ -101,6 +114,7 @@ func New(opts Options) *Proxy {
 		gatewayTimeout: opts.GatewayTimeout,
 		upstreamWait:   opts.UpstreamWait,
 		suspectAfter:   opts.SuspectAfter,
+		maxRespHead:    opts.MaxResponseHeaderBytes,
 		reuseStreams:   !opts.OneRequestPerStream,
 		logger:         logger,
 		metrics:        newMetrics(opts.Metrics),
@@ -133,6 +147,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	p.acceptForwarding(ex, r)
+	if ex.forwardedBy == "" && (len(r.TransferEncoding) > 0 || !r.ProtoAtLeast(1, 1)) {
+		// Framing that may be ambiguous (RFC 9112, 6.1): net/http has
+		// already removed a Content-Length sent with Transfer-Encoding,
+		// and the Transfer-Encoding of an HTTP/1.0 request, so neither
+		// case can be told apart from its harmless twin here (wrapping
+		// the connection instead would not see through TLS). Every
+		// chunked or HTTP/1.0 request therefore closes its connection
+		// after the answer: nothing a peer that framed the bytes
+		// differently sent after it is read as a request. This also
+		// covers a chunked body that breaks after the response head
+		// went out. A verified member's request is framed by Pico
+		// (HTTP/1.1, one of the two headers): its pooled connection
+		// stays open.
+		w.Header()["Connection"] = connectionClose
+	}
 
 	if isReserved(r.URL.Path) {
 		id, ok := protocol.EndpointFromPath(r.URL.Path, protocol.TCPPathPrefix, protocol.PikoTCPPathPrefix)
@@ -169,6 +198,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.serveProxied(ex, r)
 }
+
+// connectionClose is the Connection header that makes net/http close the
+// client connection after the answer (shared: never modified).
+var connectionClose = []string{"close"}
 
 func isReserved(path string) bool {
 	return strings.HasPrefix(path, protocol.ReservedPathPrefix) || strings.HasPrefix(path, protocol.PikoReservedPathPrefix)
@@ -222,6 +255,11 @@ func (p *Proxy) writeError(w http.ResponseWriter, ex *exchange, err error) {
 		// Nothing reached an upstream here: the forwarding node may try
 		// another node.
 		w.Header().Set(NoUpstreamHeader, "1")
+	}
+	var badBody *requestBodyError
+	if errors.As(err, &badBody) {
+		// What follows broken framing on the connection is no request.
+		w.Header()["Connection"] = connectionClose
 	}
 	if status == http.StatusBadGateway && noUpstream == nil {
 		p.logger.Warn("upstream failed", "endpoint", ex.endpoint, "node", ex.node, "upstream", ex.upstream, "error", err)

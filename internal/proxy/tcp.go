@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,7 +16,10 @@ import (
 // serveTCP serves GET /_pico/v1/tcp/{endpoint}: a WebSocket whose byte
 // stream is piped to a stream of the endpoint's upstream. Without a local
 // upstream the upgrade is forwarded to a node that has one, which pipes
-// it in turn.
+// it in turn (or refuses it: the node holding the upstream knows its
+// protocol). An upstream that registered the endpoint as HTTP is refused
+// (400); one that did not say (Piko's agents) is served, as Piko does, so
+// that `piko forward` keeps working with Piko's TCP agents.
 func (p *Proxy) serveTCP(ex *exchange, r *http.Request) {
 	if !isWebSocketUpgrade(r) {
 		p.fail(ex, http.StatusBadRequest, "the TCP route is a WebSocket: send GET with Connection: Upgrade and Upgrade: websocket")
@@ -33,6 +37,13 @@ func (p *Proxy) serveTCP(ex *exchange, r *http.Request) {
 			ex.firstNode = &node
 			ex.remoteOnly = true
 			p.serveProxied(ex, r)
+			return
+		}
+		if proto := session.Protocol(); proto != protocol.ProtocolTCP && proto != protocol.ProtocolUnknown {
+			// Raw client bytes to an HTTP server would pass by the
+			// header handling of the proxy (X-Forwarded-*, hop-by-hop).
+			session.Release()
+			p.fail(ex, http.StatusBadRequest, fmt.Sprintf("endpoint %q is an %s endpoint (its agent registered it with protocol %s): the TCP route %s{endpoint} is only for TCP endpoints; send it HTTP requests instead", ex.endpoint, strings.ToUpper(string(proto)), proto, protocol.TCPPathPrefix))
 			return
 		}
 		stream, err := session.Open()

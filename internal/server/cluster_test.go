@@ -364,12 +364,7 @@ func TestForwardedTCPRoute(t *testing.T) {
 	defer agent.Close()
 	routable(t, c, b, "db")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := protocol.DialWebSocket(ctx, "ws://"+b.Addrs().Proxy+protocol.TCPPathPrefix+"db", nil, nil)
-	require.NoError(t, err)
-	defer conn.Close()
-	testutil.RequireEcho(t, conn, "through two nodes\n")
+	requireTCPRouteEcho(t, b.Addrs().Proxy, protocol.TCPPathPrefix+"db", "through two nodes\n")
 }
 
 func TestDrainPublishesNoEndpointsAndLeaves(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/logging"
+	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
@@ -22,7 +23,7 @@ import (
 // testServer is a server on loopback with every port chosen by the kernel.
 type testServer struct {
 	*Server
-	t    *testing.T
+	t    testing.TB
 	logs *testutil.LogBuffer
 }
 
@@ -42,7 +43,7 @@ func testConfig() *config.Server {
 	return cfg
 }
 
-func startServer(t *testing.T, setup serverSetup) *testServer {
+func startServer(t testing.TB, setup serverSetup) *testServer {
 	t.Helper()
 	cfg := testConfig()
 	if setup.cfg != nil {
@@ -92,7 +93,7 @@ func (s *testServer) getWith(endpoint, path string, header http.Header) *http.Re
 
 // proxyGet sends GET url through client for endpoint (x-pico-endpoint
 // header) with extra headers; the body is closed when the test ends.
-func proxyGet(t *testing.T, client *http.Client, url, endpoint string, header http.Header) *http.Response {
+func proxyGet(t testing.TB, client *http.Client, url, endpoint string, header http.Header) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	require.NoError(t, err)
@@ -201,10 +202,23 @@ func peek(resp *http.Response) string {
 }
 
 // rawRequest sends raw bytes to addr and returns the connection.
-func rawConn(t *testing.T, addr string) net.Conn {
+func rawConn(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// requireTCPRouteEcho opens the TCP route path (e.g.
+// protocol.TCPPathPrefix+"db") on the proxy port at proxyAddr and checks
+// one round trip of msg through the echo service behind it.
+func requireTCPRouteEcho(t *testing.T, proxyAddr, path, msg string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := protocol.DialWebSocket(ctx, "ws://"+proxyAddr+path, nil, nil)
+	require.NoError(t, err)
+	defer conn.Close()
+	testutil.RequireEcho(t, conn, msg)
 }

@@ -228,17 +228,18 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 
 	s.proxy = proxy.New(proxy.Options{
-		Registry:            s.registry,
-		Router:              s.membership,
-		LocalID:             s.id,
-		GatewayTimeout:      s.cfg.Proxy.GatewayTimeout,
-		UpstreamWait:        *cmp.Or(s.opts.upstreamWait, &s.cfg.Proxy.UpstreamWait),
-		SuspectAfter:        s.opts.suspectAfter,
-		Auth:                s.security.proxyAuth,
-		DialNode:            s.security.dialNode(),
-		OneRequestPerStream: !s.reuseStreams(),
-		Metrics:             s.metrics,
-		Logger:              s.base,
+		Registry:               s.registry,
+		Router:                 s.membership,
+		LocalID:                s.id,
+		GatewayTimeout:         s.cfg.Proxy.GatewayTimeout,
+		MaxResponseHeaderBytes: int64(s.cfg.Proxy.MaxResponseHeaderBytes),
+		UpstreamWait:           *cmp.Or(s.opts.upstreamWait, &s.cfg.Proxy.UpstreamWait),
+		SuspectAfter:           s.opts.suspectAfter,
+		Auth:                   s.security.proxyAuth,
+		DialNode:               s.security.dialNode(),
+		OneRequestPerStream:    !s.reuseStreams(),
+		Metrics:                s.metrics,
+		Logger:                 s.base,
 	})
 	s.proxySrv = s.httpServer("proxy", s.proxy)
 	s.proxySrv.ConnContext = proxy.ConnContext // closes a client's connection when its token expires

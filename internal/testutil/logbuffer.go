@@ -27,6 +27,13 @@ func (b *LogBuffer) String() string {
 	return b.buf.String()
 }
 
+// Reset forgets everything logged so far.
+func (b *LogBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
+}
+
 // Lines returns the non-empty lines logged so far, without line ends.
 func (b *LogBuffer) Lines() []string {
 	var lines []string

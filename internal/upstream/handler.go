@@ -66,6 +66,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteError(w, http.StatusMethodNotAllowed, "agents connect with a WebSocket GET")
 		return
 	}
+	proto, err := protocol.ParseEndpointProtocol(r.Header.Get(protocol.EndpointProtocolHeader))
+	if err != nil {
+		h.registry.metrics.registrations.WithLabelValues("invalid").Inc()
+		protocol.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	// Before anything is recorded for the endpoint: an agent without a
 	// valid token must not even make the endpoint pending.
 	token, err := h.verifier.AuthorizeRequest(r, endpoint)
@@ -101,7 +107,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logger.Debug("upstream handshake failed", "endpoint", endpoint, "remote_addr", r.RemoteAddr, "error", err)
 		return
 	}
-	session, err := res.Activate(conn, r.RemoteAddr, h.yamux)
+	session, err := res.Activate(conn, r.RemoteAddr, proto, h.yamux)
 	if err != nil {
 		h.registry.metrics.registrations.WithLabelValues("failed").Inc()
 		h.logger.Error("registering upstream", "endpoint", endpoint, "error", err)

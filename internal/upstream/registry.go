@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pico-proxy/pico/internal/protocol"
 )
 
 // ErrDraining is returned by Reserve once Drain has begun.
@@ -83,6 +86,7 @@ func NewRegistry(logger *slog.Logger, opts RegistryOptions) *Registry {
 type Session struct {
 	id          uint64
 	endpoint    string
+	protocol    protocol.EndpointProtocol
 	remoteAddr  string
 	connectedAt time.Time
 	mux         *yamux.Session
@@ -113,6 +117,10 @@ func (s *Session) ID() uint64 { return s.id }
 
 // Endpoint is the endpoint the session registered.
 func (s *Session) Endpoint() string { return s.endpoint }
+
+// Protocol is how the agent said it serves the endpoint's streams
+// (protocol.ProtocolUnknown when it did not say).
+func (s *Session) Protocol() protocol.EndpointProtocol { return s.protocol }
 
 // RemoteAddr is the agent's address as seen by the upstream listener.
 func (s *Session) RemoteAddr() string { return s.remoteAddr }
@@ -303,11 +311,12 @@ func (r *Registry) unpendLocked(endpoint string) {
 }
 
 // Activate runs a yamux server session over conn (the agent's byte
-// stream) and turns the reservation into a routable session. The session
+// stream), whose agent serves the endpoint with proto, and turns the
+// reservation into a routable session. The session
 // leaves the registry when it ends. If the registry began draining
 // meanwhile, the session is told to go away and closed, and nil is
 // returned.
-func (res *Reservation) Activate(conn net.Conn, remoteAddr string, cfg *yamux.Config) (*Session, error) {
+func (res *Reservation) Activate(conn net.Conn, remoteAddr string, proto protocol.EndpointProtocol, cfg *yamux.Config) (*Session, error) {
 	if !res.done.CompareAndSwap(false, true) {
 		panic("upstream: reservation used twice")
 	}
@@ -327,6 +336,7 @@ func (res *Reservation) Activate(conn net.Conn, remoteAddr string, cfg *yamux.Co
 	s := &Session{
 		id:          r.nextID.Add(1),
 		endpoint:    res.endpoint,
+		protocol:    proto,
 		remoteAddr:  remoteAddr,
 		connectedAt: time.Now(),
 		mux:         mux,
@@ -355,7 +365,7 @@ func (res *Reservation) Activate(conn net.Conn, remoteAddr string, cfg *yamux.Co
 	r.notifyLocked()
 	r.mu.Unlock()
 	r.metrics.registrations.WithLabelValues("accepted").Inc()
-	r.logger.Info("upstream connected", "endpoint", s.endpoint, "session", s.id, "remote_addr", remoteAddr)
+	r.logger.Info("upstream connected", "endpoint", s.endpoint, "session", s.id, "remote_addr", remoteAddr, "protocol", cmp.Or(string(proto), "unknown"))
 
 	hooked.onClose(func() { r.ended(s) })
 	return s, nil

@@ -46,7 +46,7 @@ type Agent struct {
 // one HTTP/1.1 connection handled by h. It returns once the server
 // answered 101: the endpoint is then registered.
 func ServeHTTP(ctx context.Context, url string, h http.Handler) (*Agent, error) {
-	a, err := dial(ctx, url)
+	a, err := dial(ctx, url, protocol.ProtocolHTTP)
 	if err != nil {
 		return nil, err
 	}
@@ -55,11 +55,18 @@ func ServeHTTP(ctx context.Context, url string, h http.Handler) (*Agent, error) 
 	return a, nil
 }
 
-// ServeTCP registers at url and hands every stream the server opens to
-// serve (in its own goroutine), as a TCP agent would pipe it to its
-// service. serve must close the conn when done.
+// ServeTCP registers at url as a TCP endpoint and hands every stream the
+// server opens to serve (in its own goroutine), as a TCP agent would pipe
+// it to its service. serve must close the conn when done.
 func ServeTCP(ctx context.Context, url string, serve func(net.Conn)) (*Agent, error) {
-	a, err := dial(ctx, url)
+	return ServeStreams(ctx, url, protocol.ProtocolTCP, serve)
+}
+
+// ServeStreams is ServeTCP for an agent that says it serves the endpoint
+// with proto (protocol.ProtocolUnknown: says nothing, as Piko's agents):
+// serve gets every stream's raw bytes, e.g. to speak HTTP/1.1 itself.
+func ServeStreams(ctx context.Context, url string, proto protocol.EndpointProtocol, serve func(net.Conn)) (*Agent, error) {
+	a, err := dial(ctx, url, proto)
 	if err != nil {
 		return nil, err
 	}
@@ -75,8 +82,12 @@ func ServeTCP(ctx context.Context, url string, serve func(net.Conn)) (*Agent, er
 	return a, nil
 }
 
-func dial(ctx context.Context, url string) (*Agent, error) {
-	conn, err := protocol.DialSession(ctx, url, nil, nil)
+func dial(ctx context.Context, url string, proto protocol.EndpointProtocol) (*Agent, error) {
+	var header http.Header
+	if proto != protocol.ProtocolUnknown {
+		header = http.Header{protocol.EndpointProtocolHeader: {string(proto)}}
+	}
+	conn, err := protocol.DialSession(ctx, url, header, nil)
 	if err != nil {
 		return nil, err
 	}
