@@ -225,7 +225,7 @@ func TestTCPRouteErrors(t *testing.T) {
 	require.Equal(t, http.StatusBadGateway, dialErr.StatusCode)
 	require.Contains(t, dialErr.Body, `"error"`)
 
-	_, err = protocol.DialWebSocket(ctx, "ws://"+s.Addrs().Proxy+protocol.TCPPathPrefix+"bad.id", nil, nil)
+	_, err = protocol.DialWebSocket(ctx, "ws://"+s.Addrs().Proxy+protocol.TCPPathPrefix+"bad.", nil, nil)
 	require.ErrorAs(t, err, &dialErr)
 	require.Equal(t, http.StatusBadRequest, dialErr.StatusCode)
 
