@@ -149,6 +149,7 @@ func TestBrokenChunkedBodyClosesTheConnection(t *testing.T) {
 		"chunk data longer than its size": "3\r\nhello" + smuggled + "0\r\n\r\n",
 		"invalid chunk size":              "zz\r\nhello\r\n0\r\n\r\n" + smuggled,
 		"bare LF after the chunk size":    "5\nhello\r\n0\r\n\r\n" + smuggled,
+		"bare LF after the chunk data":    "5\r\nhello\n0\r\n\r\n" + smuggled,
 		"chunk size overflow":             "fffffffffffffffff\r\nhello\r\n0\r\n\r\n" + smuggled,
 	} {
 		t.Run(name, func(t *testing.T) {
