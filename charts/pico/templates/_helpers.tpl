@@ -56,6 +56,33 @@ app.kubernetes.io/part-of: pico
 {{- end }}
 {{- end }}
 
+{{/*
+commonAnnotations as a YAML mapping, or nothing: the annotations of every object. Use it as
+  {{- with include "pico.commonAnnotations" . }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+or through pico.annotations to merge an object's own annotations in.
+*/}}
+{{- define "pico.commonAnnotations" -}}
+{{- with .Values.commonAnnotations }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The `annotations:` block of an object: commonAnnotations merged with the object's own
+(which win on a clash), or nothing when both are empty. Called with (dict "root" $ "extra"
+<map or nil>); indent the result to the object's metadata.
+*/}}
+{{- define "pico.annotations" -}}
+{{- $all := merge (deepCopy (default dict .extra)) (default dict .root.Values.commonAnnotations) }}
+{{- with $all }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
 {{- define "pico.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
