@@ -95,43 +95,48 @@ func connAllowed(t *testing.T, policies []*networkingv1.NetworkPolicy, src, dst 
 		return false
 	}
 
-	var egress, ingress []*networkingv1.NetworkPolicy
-	for _, np := range policies {
-		if selects(np, src, networkingv1.PolicyTypeEgress) {
-			egress = append(egress, np)
-		}
-		if selects(np, dst, networkingv1.PolicyTypeIngress) {
-			ingress = append(ingress, np)
-		}
+	// rule is one direction's rule of a policy: the peers on the other end and the ports.
+	type rule struct {
+		peers []networkingv1.NetworkPolicyPeer
+		ports []networkingv1.NetworkPolicyPort
 	}
-	if len(egress) > 0 {
+	for _, dir := range []struct {
+		name  string
+		kind  networkingv1.PolicyType
+		self  podRef // the pod the policies must select
+		other podRef // the pod their peers must match
+		rules func(*networkingv1.NetworkPolicy) []rule
+	}{
+		{"egress", networkingv1.PolicyTypeEgress, src, dst, func(np *networkingv1.NetworkPolicy) (rs []rule) {
+			for _, r := range np.Spec.Egress {
+				rs = append(rs, rule{r.To, r.Ports})
+			}
+			return rs
+		}},
+		{"ingress", networkingv1.PolicyTypeIngress, dst, src, func(np *networkingv1.NetworkPolicy) (rs []rule) {
+			for _, r := range np.Spec.Ingress {
+				rs = append(rs, rule{r.From, r.Ports})
+			}
+			return rs
+		}},
+	} {
+		var selecting []*networkingv1.NetworkPolicy
 		ok := false
-		for _, np := range egress {
-			for _, rule := range np.Spec.Egress {
-				peerOK := len(rule.To) == 0
-				for _, peer := range rule.To {
-					peerOK = peerOK || peerMatches(np, peer, dst)
+		for _, np := range policies {
+			if !selects(np, dir.self, dir.kind) {
+				continue
+			}
+			selecting = append(selecting, np)
+			for _, r := range dir.rules(np) {
+				peerOK := len(r.peers) == 0
+				for _, peer := range r.peers {
+					peerOK = peerOK || peerMatches(np, peer, dir.other)
 				}
-				ok = ok || (peerOK && portMatches(rule.Ports))
+				ok = ok || (peerOK && portMatches(r.ports))
 			}
 		}
-		if !ok {
-			return false, fmt.Sprintf("no egress rule of %s allows it", policyNames(egress))
-		}
-	}
-	if len(ingress) > 0 {
-		ok := false
-		for _, np := range ingress {
-			for _, rule := range np.Spec.Ingress {
-				peerOK := len(rule.From) == 0
-				for _, peer := range rule.From {
-					peerOK = peerOK || peerMatches(np, peer, src)
-				}
-				ok = ok || (peerOK && portMatches(rule.Ports))
-			}
-		}
-		if !ok {
-			return false, fmt.Sprintf("no ingress rule of %s allows it", policyNames(ingress))
+		if len(selecting) > 0 && !ok {
+			return false, fmt.Sprintf("no %s rule of %s allows it", dir.name, policyNames(selecting))
 		}
 	}
 	return true, ""
