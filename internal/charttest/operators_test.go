@@ -37,6 +37,7 @@ global:
   anotherChartsGlobal: {kept: true}
 pico:
   image: {tag: "1.2.3"}
+  podDisruptionBudget: {maxUnavailable: null, minAvailable: 1}
 `))
 	require.NoError(t, err, "Helm passes global to every subchart: the schema must accept it")
 	sts := get[appsv1.StatefulSet](t, r, "StatefulSet", "umbrella-pico")
