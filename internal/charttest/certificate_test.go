@@ -96,6 +96,7 @@ upstream: {tls: {enabled: true}}
 		cert := get[Certificate](t, r, "Certificate", "pico")
 		assert.Empty(t, crd.problems(t, cert), "the Certificate must pass cert-manager's CRD schema")
 		assert.Equal(t, "pico-tls", cert.Spec.SecretName, "with no tls.existingSecret the chart names the Secret")
+		assert.Contains(t, r.Notes, "cert-manager issues the TLS Secret pico-tls (ClusterIssuer pico-ca); the pods start once it\nexists:\n  kubectl -n prod get certificate pico\n\nCheck that they form one cluster:")
 		assert.Equal(t, "pico-ca", cert.Spec.IssuerRef.Name)
 		assert.Equal(t, "ClusterIssuer", cert.Spec.IssuerRef.Kind)
 		assert.Equal(t, "cert-manager.io", cert.Spec.IssuerRef.Group)
