@@ -6,11 +6,17 @@
 #   2. `ct install` (chart-testing: install with charts/pico/ci/*-values.yaml, helm test,
 #      uninstall, in a throw-away namespace);
 #   3. the life cycle with Helm in namespace $E2E_NAMESPACE:
-#      install 3 members, all Ready, helm test; upgrade to 5: the 3 existing pods are not
+#      install the previous chart version (internal/charttest/testdata/previous) with 3
+#      members and upgrade it to this chart: the client Service keeps Ready endpoints through
+#      the roll, selects only the server pods after it, and `helm test` no longer makes the
+#      PodDisruptionBudget count an unmanaged pod; helm test; upgrade to 5: the 3 existing pods are not
 #      restarted and every member reports 5 active members; scale to 2: the departing pods
 #      exit 0 (graceful leave) and the rest report 2; a config change rolls the pods one at
 #      a time while a request loop through the client Service keeps being answered; delete a
-#      pod: it comes back with a new node ID and rejoins; uninstall leaves nothing behind.
+#      pod: it comes back with a new node ID and rejoins; uninstall leaves nothing behind;
+#   4. the chart as the subchart of e2e/k8s/umbrella (a file:// dependency) in namespace
+#      $E2E_NAMESPACE-umbrella, its image named through global.imageRegistry: install, helm test,
+#      uninstall.
 #
 # Timings are printed as "TIMING name seconds". Environment:
 #   K8S_LOCAL       path of the k8s-local scripts (default ../shared/k8s-local from the repo)
@@ -27,6 +33,11 @@ NS=${E2E_NAMESPACE:-pico-e2e}
 RELEASE=pico
 STS=pico
 CHART=charts/pico
+# The chart version released before this one, for the upgrade test.
+PREVIOUS_CHART=internal/charttest/testdata/previous/pico-0.1.0.tgz
+UMBRELLA=e2e/k8s/umbrella
+UNS=$NS-umbrella
+CREATED_CRD=
 ADMIN_PORT=8002
 T0=$(date +%s)
 
@@ -63,6 +74,8 @@ TAG=e2e-$(sha256sum "$PICO_BIN" | cut -c1-12)
 IMAGE=registry.local/pico
 log "image $IMAGE:$TAG from $PICO_BIN (one layer: /usr/local/bin/pico as entrypoint)"
 "$K8S_LOCAL/img.sh" "$IMAGE:$TAG" -entrypoint /usr/local/bin/pico -file "$PICO_BIN:/usr/local/bin/pico"
+# The same image under the chart's default repository path, for global.imageRegistry=registry.local.
+"$K8S_LOCAL/img.sh" "registry.local/pico-proxy/pico:$TAG" -entrypoint /usr/local/bin/pico -file "$PICO_BIN:/usr/local/bin/pico"
 IMAGE_ARGS=(--set "image.repository=$IMAGE" --set-string "image.tag=$TAG" --set image.pullPolicy=Never)
 
 # ---------------------------------------------------------------- helpers
@@ -81,10 +94,15 @@ cleanup() {
   local rc=$?
   for pid in "${BG_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [[ $rc -ne 0 ]]; then diagnose "$NS"; fi
+  if [[ $rc -ne 0 ]] && kubectl get namespace "$UNS" >/dev/null 2>&1; then diagnose "$UNS"; fi
   if [[ ${E2E_KEEP:-0} != 1 ]]; then
     helm uninstall "$RELEASE" -n "$NS" --wait --timeout 2m >/dev/null 2>&1 || true
     kubectl delete namespace "$NS" --wait=true --timeout=2m >/dev/null 2>&1 || true
+    helm uninstall umbrella -n "$UNS" --wait --timeout 2m >/dev/null 2>&1 || true
+    kubectl delete namespace "$UNS" --wait=true --timeout=2m >/dev/null 2>&1 || true
   fi
+  # The cert-manager CRD is cluster-wide: remove it only when this run created it.
+  if [[ -n $CREATED_CRD ]]; then kubectl delete crd "$CREATED_CRD" --wait=false >/dev/null 2>&1 || true; fi
   if [[ $rc -eq 0 ]]; then echo "E2E-K8S PASS in $(($(date +%s) - T0))s"; else echo "E2E-K8S FAIL (exit $rc) after $(($(date +%s) - T0))s"; fi
   exit $rc
 }
@@ -152,6 +170,21 @@ helm_test() {
   timing "helm-test-$1" "$(secs_since "$start")"
 }
 
+# wait_rolled OLD_REV SAMPLE: waits, 10 minutes at most, until the StatefulSet has replaced all
+# 3 pods of revision OLD_REV and all are Ready, calling the function SAMPLE between checks.
+wait_rolled() {
+  local old_rev=$1 sample=$2 t0 st updated readyr urev crev
+  t0=$(date +%s)
+  while :; do
+    "$sample"
+    st=$(kubectl -n "$NS" get statefulset "$STS" -o jsonpath='{.status.updatedReplicas} {.status.readyReplicas} {.status.updateRevision} {.status.currentRevision}')
+    read -r updated readyr urev crev <<<"$st"
+    [[ $urev != "$old_rev" && $urev == "$crev" && $updated == 3 && $readyr == 3 ]] && return 0
+    (($(date +%s) - t0 > 600)) && return 1
+    sleep 0.5
+  done
+}
+
 # ---------------------------------------------------------------- ct install
 if [[ ${E2E_CT_INSTALL:-1} == 1 ]]; then
   log "ct install (charts/pico with ci/*-values.yaml: install, helm test, uninstall)"
@@ -164,19 +197,35 @@ if [[ ${E2E_CT_INSTALL:-1} == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- install 3
-log "helm install $RELEASE (3 members) in namespace $NS"
+log "namespace $NS: the API server checks the chart's objects before the install"
 kubectl delete namespace "$NS" --wait=true --ignore-not-found >/dev/null
 kubectl create namespace "$NS" >/dev/null
 kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
 # The API server validates every built-in object the chart can render (optional ones
-# switched on), rejecting unknown fields.
-helm template "$RELEASE" "$CHART" -n "$NS" --validate "${IMAGE_ARGS[@]}" \
-  --set adminService.enabled=true --set networkPolicy.enabled=true --set service.type=NodePort \
-  --set ingress.proxy.enabled=true --set 'ingress.proxy.hosts[0]=*.pico.example' \
-  --set ingress.upstream.enabled=true --set 'ingress.upstream.hosts[0]=upstream.pico.example' \
-  --set auth.existingSecret=pico-auth --set tls.existingSecret=pico-tls |
-  kubectl apply -n "$NS" --dry-run=server --validate=strict -f - >/dev/null
-echo "server-side dry run (strict) accepted every object"
+# switched on), rejecting unknown fields, and the cert-manager Certificate against
+# cert-manager's CRD (the copy internal/charttest validates with, installed for the dry run
+# unless the cluster has it).
+if ! kubectl get crd certificates.cert-manager.io >/dev/null 2>&1; then
+  kubectl apply -f internal/charttest/testdata/crds/cert-manager.io_certificates.yaml >/dev/null
+  CREATED_CRD=certificates.cert-manager.io
+  kubectl wait --for condition=established "crd/$CREATED_CRD" --timeout=60s >/dev/null
+fi
+dry_run() { # extra helm flags: render with them and have the API server validate strictly
+  helm template "$RELEASE" "$CHART" -n "$NS" --validate "${IMAGE_ARGS[@]}" \
+    --set adminService.enabled=true --set networkPolicy.enabled=true \
+    --set ingress.proxy.enabled=true --set 'ingress.proxy.hosts[0]=*.pico.example' \
+    --set ingress.upstream.enabled=true --set 'ingress.upstream.hosts[0]=upstream.pico.example' \
+    --set auth.existingSecret=pico-auth --set 'commonAnnotations.example\.com/team=edge' \
+    --set tls.certManager.issuerRef.name=pico-ca --set tls.certManager.duration=2160h \
+    --set service.internalTrafficPolicy=Local --set service.labels.exposure=internal "$@" |
+    kubectl apply -n "$NS" --dry-run=server --validate=strict -f - >/dev/null
+}
+dry_run --set service.type=NodePort --set podDisruptionBudget.maxUnavailable=null --set podDisruptionBudget.minAvailable=2
+dry_run --set service.type=LoadBalancer --set service.loadBalancerClass=example.com/lb \
+  --set 'service.loadBalancerSourceRanges[0]=10.0.0.0/8' --set global.imageRegistry=registry.local \
+  --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+echo "server-side dry run (strict) accepted every object, the Certificate included"
+if [[ -n $CREATED_CRD ]]; then kubectl delete crd "$CREATED_CRD" >/dev/null && CREATED_CRD=; fi
 # proxy.tls.peerCAs (on by default) needs the CA key in tls.existingSecret: with a live API
 # server the chart looks the Secret up and refuses a release it would make crash-loop.
 kubectl -n "$NS" create secret generic pico-tls-no-ca --type=kubernetes.io/tls \
@@ -188,15 +237,58 @@ fi
 grep -q 'has no key "ca.crt" (proxy.tls.caKey)' <<<"$out" || fail "unexpected refusal: $out"
 kubectl -n "$NS" delete secret pico-tls-no-ca >/dev/null
 echo "a TLS Secret without ca.crt is refused at install, naming proxy.tls.caKey"
+log "helm install $RELEASE from the previous chart ($PREVIOUS_CHART), then helm upgrade to $CHART"
 start=$(now_ms)
-helm install "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --wait --timeout 5m
+helm install "$RELEASE" "$PREVIOUS_CHART" -n "$NS" "${IMAGE_ARGS[@]}" --wait --timeout 5m
 wait_ready 3 60 || fail "3 pods not Ready"
 timing install-to-all-ready "$(secs_since "$start")"
 wait_members 3 120 || fail "the 3 members did not form one cluster"
 timing install-to-all-members "$(secs_since "$start")"
 kubectl -n "$NS" get pods -o wide
 for i in 0 1 2; do echo "$STS-$i: node $(node_id_of "$STS-$i"), bootstrap: $(kubectl -n "$NS" logs "$STS-$i" -c bootstrap 2>/dev/null | tail -1)"; done
+helm_test previous-chart
+
+# unmanaged_pod_events: how often the PodDisruptionBudget reported pods it cannot account for
+# (a pod without a controller, such as the helm test pod, among the ones it selects).
+unmanaged_pod_events() {
+  kubectl -n "$NS" get events --field-selector "involvedObject.kind=PodDisruptionBudget,involvedObject.name=$STS,reason=UnmanagedPods" \
+    -o jsonpath='{range .items[*]}{.count}{"\n"}{end}' 2>/dev/null | awk '{ n += $1 } END { print n + 0 }'
+}
+# ready_endpoints: the pods behind the client Service's Ready endpoints, sorted, one a line.
+ready_endpoints() {
+  kubectl -n "$NS" get endpointslices -l "kubernetes.io/service-name=$RELEASE" \
+    -o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.targetRef.name}{"\n"}{end}' 2>/dev/null | sort
+}
+# The previous chart's PDB selects the test pod, which no controller manages: the disruption
+# controller says so. That this is seen proves the check after the upgrade can see it.
+n=$(unmanaged_pod_events)
+echo "the previous chart's PodDisruptionBudget reported unmanaged pods $n time(s) during its helm test"
+((n > 0)) || fail "the previous chart's helm test left no UnmanagedPods event: the check below could not see the bug it guards against"
+kubectl -n "$NS" delete events --field-selector "involvedObject.kind=PodDisruptionBudget,reason=UnmanagedPods" >/dev/null 2>&1 || true
+old_rev=$(kubectl -n "$NS" get statefulset "$STS" -o jsonpath='{.status.updateRevision}')
+start=$(now_ms)
+helm upgrade "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --timeout 10m
+# The new selectors carry app.kubernetes.io/component: server, which the old pods have too, so
+# the client Service never loses them while the StatefulSet replaces them one at a time.
+min_endpoints=3
+sample_endpoints() {
+  local n
+  n=$(ready_endpoints | grep -c . || true)
+  ((n < min_endpoints)) && min_endpoints=$n
+  return 0
+}
+wait_rolled "$old_rev" sample_endpoints || fail "the upgrade's roll did not finish in 10 minutes"
+timing upgrade-from-previous-chart "$(secs_since "$start")"
+echo "minimum Ready endpoints of Service $RELEASE during the upgrade: $min_endpoints of 3"
+((min_endpoints >= 2)) || fail "the upgrade from the previous chart left the client Service with $min_endpoints Ready endpoints"
+wait_members 3 120 || fail "3 members after the upgrade from the previous chart"
 helm_test 3-members
+got=$(ready_endpoints | tr '\n' ' ')
+[[ $got == "$STS-0 $STS-1 $STS-2 " ]] || fail "client Service endpoints after the upgrade: '$got', want the 3 members only"
+kubectl -n "$NS" get statefulset "$STS" -o jsonpath='{.spec.selector.matchLabels}'; echo
+n=$(unmanaged_pod_events)
+[[ $n == 0 ]] || fail "the PodDisruptionBudget counted the helm test pod ($n UnmanagedPods events): its selector must require component=server"
+echo "after the upgrade: endpoints $got; helm test left the PodDisruptionBudget's count alone"
 
 # ---------------------------------------------------------------- scale up to 5
 log "helm upgrade --set replicaCount=5 (no --reuse-values, as users run it): existing pods keep running"
@@ -333,16 +425,14 @@ start=$(now_ms)
 helm upgrade "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --set replicaCount=3 --set config.proxy.gateway_timeout=20s --timeout 10m
 # Sample readiness while the StatefulSet controller rolls: never more than one member down.
 min_ready=3
-while :; do
+sample_ready() {
+  local ready
   ready=$(kubectl -n "$NS" get pods -l "app.kubernetes.io/component=server" \
     -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true)
   ((ready < min_ready)) && min_ready=$ready
-  st=$(kubectl -n "$NS" get statefulset "$STS" -o jsonpath='{.status.updatedReplicas} {.status.readyReplicas} {.status.updateRevision} {.status.currentRevision}')
-  read -r updated readyr urev crev <<<"$st"
-  if [[ $urev != "$old_rev" && $urev == "$crev" && $updated == 3 && $readyr == 3 ]]; then break; fi
-  (($(secs_since "$start" | cut -d. -f1) > 600)) && fail "the roll did not finish in 10 minutes"
-  sleep 0.5
-done
+  return 0
+}
+wait_rolled "$old_rev" sample_ready || fail "the roll did not finish in 10 minutes"
 timing config-roll "$(secs_since "$start")"
 wait_members 3 120 || fail "3 members after the roll"
 sleep 3 # a few more loop iterations after the roll
@@ -390,6 +480,31 @@ left=$(kubectl -n "$NS" get all,configmaps,secrets,serviceaccounts,poddisruption
 [[ -z $left ]] || fail "left behind after uninstall: $(tr '\n' ' ' <<<"$left")"
 echo "namespace $NS holds nothing of the release"
 kubectl delete namespace "$NS" --wait=true >/dev/null
+
+# ---------------------------------------------------------------- as a subchart
+log "the chart as a subchart of $UMBRELLA (file:// dependency) in namespace $UNS"
+kubectl delete namespace "$UNS" --wait=true --ignore-not-found >/dev/null
+kubectl create namespace "$UNS" >/dev/null
+kubectl label namespace "$UNS" pod-security.kubernetes.io/enforce=restricted >/dev/null
+helm dependency update "$UMBRELLA" --skip-refresh >/dev/null
+start=$(now_ms)
+# The image through global.imageRegistry and the chart's default repository path.
+helm install umbrella "$UMBRELLA" -n "$UNS" --set global.imageRegistry=registry.local \
+  --set-string "pico.image.tag=$TAG" --set pico.image.pullPolicy=Never --wait --timeout 5m
+timing umbrella-install "$(secs_since "$start")"
+image=$(kubectl -n "$UNS" get statefulset umbrella-pico -o jsonpath='{.spec.template.spec.containers[0].image}')
+[[ $image == "registry.local/pico-proxy/pico:$TAG" ]] || fail "the subchart's image is '$image', not the one global.imageRegistry names"
+[[ $(kubectl -n "$UNS" get service umbrella-pico -o jsonpath='{.metadata.annotations.example\.com/installed-by}') == pico-umbrella ]] ||
+  fail "the umbrella's commonAnnotations did not reach the subchart's Service"
+start=$(now_ms)
+if ! helm test umbrella -n "$UNS" --timeout 4m; then
+  kubectl -n "$UNS" logs umbrella-pico-test >&2 || true
+  fail "helm test of the umbrella release failed"
+fi
+timing helm-test-umbrella "$(secs_since "$start")"
+helm uninstall umbrella -n "$UNS" --wait --timeout 3m
+kubectl delete namespace "$UNS" --wait=true >/dev/null
+echo "the umbrella release installed, passed helm test and was uninstalled"
 
 log "timings"
 cat "$ARTIFACTS/timings.txt"

@@ -122,11 +122,13 @@ func TestDefaultRenderHasEveryPart(t *testing.T) {
 	}, r.Kinds(), "optional objects must be off by default")
 
 	selector := map[string]string{"app.kubernetes.io/name": "pico", "app.kubernetes.io/instance": "pico"}
+	// Everything but the (immutable) StatefulSet selector picks the server pods only.
+	members := map[string]string{"app.kubernetes.io/name": "pico", "app.kubernetes.io/instance": "pico", "app.kubernetes.io/component": "server"}
 
 	headless := get[corev1.Service](t, r, "Service", "pico-headless")
 	assert.Equal(t, corev1.ClusterIPNone, headless.Spec.ClusterIP)
 	assert.True(t, headless.Spec.PublishNotReadyAddresses, "bootstrap must see members before they are Ready")
-	assert.Equal(t, selector, headless.Spec.Selector)
+	assert.Equal(t, members, headless.Spec.Selector)
 	for name, port := range map[string]int32{"proxy": 8000, "upstream": 8001, "admin": 8002, "gossip": 8003, "gossip-udp": 8003} {
 		p := servicePort(t, headless, name)
 		assert.Equal(t, port, p.Port, name)
@@ -139,7 +141,7 @@ func TestDefaultRenderHasEveryPart(t *testing.T) {
 	client := get[corev1.Service](t, r, "Service", "pico")
 	assert.Equal(t, corev1.ServiceTypeClusterIP, client.Spec.Type)
 	assert.False(t, client.Spec.PublishNotReadyAddresses, "the client Service must reach Ready members only")
-	assert.Equal(t, selector, client.Spec.Selector)
+	assert.Equal(t, members, client.Spec.Selector)
 	require.Len(t, client.Spec.Ports, 2)
 	assert.Equal(t, int32(8000), servicePort(t, client, "proxy").Port)
 	assert.Equal(t, int32(8001), servicePort(t, client, "upstream").Port)
@@ -215,7 +217,7 @@ func TestDefaultRenderHasEveryPart(t *testing.T) {
 		c, ok := keys[key]
 		require.True(t, ok, "no default topology spread across %s", key)
 		assert.Equal(t, corev1.ScheduleAnyway, c.WhenUnsatisfiable, "a single-zone or single-node cluster must still schedule every member")
-		assert.Equal(t, selector, c.LabelSelector.MatchLabels)
+		assert.Equal(t, members, c.LabelSelector.MatchLabels)
 	}
 
 	cm := get[corev1.ConfigMap](t, r, "ConfigMap", "pico")
@@ -234,7 +236,7 @@ func TestDefaultRenderHasEveryPart(t *testing.T) {
 
 	pdb := get[policyv1.PodDisruptionBudget](t, r, "PodDisruptionBudget", "pico")
 	assert.Equal(t, intstr.FromInt32(1), *pdb.Spec.MaxUnavailable)
-	assert.Equal(t, selector, pdb.Spec.Selector.MatchLabels)
+	assert.Equal(t, members, pdb.Spec.Selector.MatchLabels)
 
 	sa := get[corev1.ServiceAccount](t, r, "ServiceAccount", "pico")
 	assert.False(t, *sa.AutomountServiceAccountToken)
@@ -459,6 +461,7 @@ func TestEveryOptionalPartRenders(t *testing.T) {
 		"Ingress/edge-pico-proxy",
 		"Ingress/edge-pico-upstream",
 		"NetworkPolicy/edge-pico",
+		"NetworkPolicy/edge-pico-test",
 		"Pod/edge-pico-test",
 		"PodDisruptionBudget/edge-pico",
 		"Service/edge-pico",
@@ -567,15 +570,15 @@ func TestEveryOptionalPartRenders(t *testing.T) {
 	args := testPod.Spec.Containers[0].Args
 	assert.Contains(t, args, "http://edge-pico-4.edge-pico-headless.apps.svc.corp.internal:8002")
 	assert.Contains(t, args, "http://edge-pico.apps.svc.corp.internal:80")
-	assert.Equal(t, "edge", testPod.Labels["app.kubernetes.io/instance"], "the NetworkPolicy lets the test pod reach the admin port by this label")
+	assert.Equal(t, "test", testPod.Labels["app.kubernetes.io/component"], "the NetworkPolicy lets the test pod in by this label")
 
-	assert.Contains(t, r.Notes, "curl http://my-endpoint.tunnel.example.com/")
+	assert.Contains(t, r.Notes, "curl https://my-endpoint.tunnel.example.com/", "the Ingress terminates TLS for this host")
 }
 
 func assertNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy) {
 	t.Helper()
 	assert.ElementsMatch(t, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}, np.Spec.PolicyTypes)
-	members := map[string]string{"app.kubernetes.io/name": "pico", "app.kubernetes.io/instance": "edge"}
+	members := map[string]string{"app.kubernetes.io/name": "pico", "app.kubernetes.io/instance": "edge", "app.kubernetes.io/component": "server"}
 	assert.Equal(t, members, np.Spec.PodSelector.MatchLabels)
 
 	ingressPorts := map[string][]networkingv1.NetworkPolicyPeer{}
@@ -861,7 +864,7 @@ func TestAdminTLSAndAuth(t *testing.T) {
 	assert.Contains(t, r.Notes, "pico status cluster nodes --server.url https://localhost:8002 --connect.tls.ca admin-ca.crt")
 	assert.Contains(t, r.Notes, "--connect.tls.server-name pico-0.pico-headless.prod.svc --connect.token-file admin-token")
 	assert.Contains(t, r.Notes, `get secret pico-tls -o jsonpath='{.data.ca\.crt}'`)
-	assert.NotContains(t, r.Notes, "WARNING")
+	assertNoConfigWarning(t, r.Notes)
 }
 
 func TestAdminTLSOptions(t *testing.T) {

@@ -96,3 +96,28 @@ type HTTPRouteRule struct {
 		Port int32  `json:"port"`
 	} `json:"backendRefs,omitempty"`
 }
+
+// Certificate is cert-manager.io/v1 Certificate. Beyond strict decoding into this subset,
+// certificate_test.go validates it against the published CRD schema (testdata/crds).
+type Certificate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              CertificateSpec `json:"spec"`
+}
+
+// CertificateSpec is the part of the Certificate spec the chart may set.
+type CertificateSpec struct {
+	SecretName     string `json:"secretName"`
+	SecretTemplate *struct {
+		Labels      map[string]string `json:"labels,omitempty"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	} `json:"secretTemplate,omitempty"`
+	IssuerRef struct {
+		Name  string `json:"name"`
+		Kind  string `json:"kind,omitempty"`
+		Group string `json:"group,omitempty"`
+	} `json:"issuerRef"`
+	Duration    string   `json:"duration,omitempty"`
+	RenewBefore string   `json:"renewBefore,omitempty"`
+	DNSNames    []string `json:"dnsNames,omitempty"`
+}

@@ -83,7 +83,7 @@ func TestProxyAndUpstreamMutualTLS(t *testing.T) {
 				"only the test pod mounts its client certificates")
 		}
 	}
-	assert.NotContains(t, r.Notes, "WARNING")
+	assertNoConfigWarning(t, r.Notes)
 	assert.Contains(t, r.Notes, "port 3000 (with a client certificate that config.upstream.tls.client_cas accepts):")
 	assert.Contains(t, r.Notes, "--connect.tls.server-name pico.prod.svc \\\n       --connect.tls.cert client.crt --connect.tls.key client.key\n")
 	assert.Contains(t, r.Notes, "proxy port (with a client certificate that config.proxy.tls.client_cas accepts):")
@@ -111,7 +111,7 @@ config:
 		vols := volumesByName(pod.Spec.Volumes)
 		assert.Equal(t, "selftest-client", vols["proxy-client"].Secret.SecretName)
 		assert.Equal(t, "selftest-client", vols["upstream-client"].Secret.SecretName)
-		assert.NotContains(t, r.Notes, "WARNING")
+		assertNoConfigWarning(t, r.Notes)
 		assert.Contains(t, r.Notes, "port 3000 (with a token that config.auth accepts for it and a client certificate that config.upstream.tls.client_cas accepts):")
 		assert.Contains(t, r.Notes, "--connect.tls.insecure-skip-verify \\\n       --connect.tls.cert client.crt --connect.tls.key client.key --connect.token-file agent-token\n")
 		assert.Contains(t, r.Notes, "--cert client.crt --key client.key --cacert proxy-ca.crt")

@@ -109,7 +109,7 @@ func TestProxyAndUpstreamTLSAndAuth(t *testing.T) {
 		"       --connect.tls.server-name pico.prod.svc --connect.token-file agent-token")
 	assert.Contains(t, r.Notes, `curl -H "x-pico-endpoint: my-endpoint" -H "Authorization: Bearer $TOKEN" --cacert ca.crt \`+"\n"+
 		"       --connect-to ::localhost: https://pico.prod.svc:8000/")
-	assert.NotContains(t, r.Notes, "WARNING")
+	assertNoConfigWarning(t, r.Notes)
 	assert.NotContains(t, r.Notes, "NOTE:")
 }
 
@@ -203,7 +203,7 @@ config:
 upstream: {auth: {tokenSecret: {name: agent-token}}}
 config: {auth: {jwks_url: "https://issuer.example/jwks"}}
 `))
-		assert.NotContains(t, r.Notes, "WARNING")
+		assertNoConfigWarning(t, r.Notes)
 		assert.Contains(t, r.Notes, "NOTE: `helm test` uses a random endpoint ID, which the token of upstream.auth.tokenSecret\nmust allow")
 		args := strings.Join(get[corev1.Pod](t, r, "Pod", "pico-test").Spec.Containers[0].Args, " ")
 		assert.Contains(t, args, "--upstream-url http://pico.default.svc:8001 --upstream.token-file /etc/pico-selftest/upstream-token/token --timeout")

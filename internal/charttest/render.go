@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/releaseutil"
@@ -49,6 +50,12 @@ func Render(chartDir, release, namespace string, values map[string]any) (*Render
 	if err != nil {
 		return nil, fmt.Errorf("load chart %s: %w", chartDir, err)
 	}
+	return RenderChart(chrt, release, namespace, values)
+}
+
+// RenderChart renders a loaded chart (with its subcharts) as Render does.
+func RenderChart(chrt *chart.Chart, release, namespace string, values map[string]any) (*Rendered, error) {
+	chartDir := chrt.Name()
 	install := action.NewInstall(&action.Configuration{})
 	install.ClientOnly = true
 	install.DryRun = true
@@ -115,6 +122,8 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &ServiceMonitor{}, nil
 	case "gateway.networking.k8s.io/v1/HTTPRoute":
 		return &HTTPRoute{}, nil
+	case "cert-manager.io/v1/Certificate":
+		return &Certificate{}, nil
 	}
 	return nil, fmt.Errorf("no Go type known for apiVersion %q kind %q: add it to charttest.newObject", apiVersion, kind)
 }

@@ -43,6 +43,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+Labels that select the server pods (the members) in Services, the PodDisruptionBudget, the
+NetworkPolicy and the spread constraints: the StatefulSet's selector plus the component label
+the pods have always carried, so the `helm test` pod (component `test`) is never counted as a
+member. The StatefulSet's own selector stays pico.selectorLabels: it is immutable.
+*/}}
+{{- define "pico.serverSelectorLabels" -}}
+{{ include "pico.selectorLabels" . }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{/*
+Labels that select the `helm test` pod.
+*/}}
+{{- define "pico.testSelectorLabels" -}}
+{{ include "pico.selectorLabels" . }}
+app.kubernetes.io/component: test
+{{- end }}
+
+{{/*
 Labels of every resource.
 */}}
 {{- define "pico.labels" -}}
@@ -56,8 +75,90 @@ app.kubernetes.io/part-of: pico
 {{- end }}
 {{- end }}
 
+{{/*
+commonAnnotations as a YAML mapping, or nothing: the annotations of every object. Use it as
+  {{- with include "pico.commonAnnotations" . }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+or through pico.annotations to merge an object's own annotations in.
+*/}}
+{{- define "pico.commonAnnotations" -}}
+{{- with .Values.commonAnnotations }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The `annotations:` block of an object: commonAnnotations merged with the object's own
+(which win on a clash), or nothing when both are empty. Called with (dict "root" $ "extra"
+<map or nil>); indent the result to the object's metadata.
+*/}}
+{{- define "pico.annotations" -}}
+{{- $all := merge (deepCopy (default dict .extra)) (default dict .root.Values.commonAnnotations) }}
+{{- with $all }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The image reference: image.repository, with its registry host replaced by (or, when it names
+none, prefixed with) global.imageRegistry; then `@<image.digest>` when a digest is set (it pins
+the image, so the tag is left out), else `:<image.tag>` (default: the chart's appVersion). A
+registry host is the first path element when it contains a `.` or `:` or is `localhost`, as
+container runtimes read it.
+*/}}
 {{- define "pico.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $repo := .Values.image.repository }}
+{{- with dig "imageRegistry" "" (default dict .Values.global) }}
+{{- $parts := splitList "/" $repo }}
+{{- $first := first $parts }}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) }}
+{{- $repo = join "/" (rest $parts) }}
+{{- end }}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .) $repo }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repo .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The imagePullSecrets of the pods: imagePullSecrets, then global.imagePullSecrets (names or
+{name: ...}), each name once. Empty when there are none.
+*/}}
+{{- define "pico.imagePullSecrets" -}}
+{{- $names := list }}
+{{- range concat (default list .Values.imagePullSecrets) (default list (dig "imagePullSecrets" list (default dict .Values.global))) }}
+{{- $name := "" }}
+{{- if kindIs "string" . }}
+{{- $name = . }}
+{{- else }}
+{{- $name = .name }}
+{{- end }}
+{{- if and $name (not (has $name $names)) }}
+{{- $names = append $names $name }}
+{{- end }}
+{{- end }}
+{{- range $names }}
+- name: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the kubernetes.io/tls Secret mounted at tls.mountPath: tls.existingSecret, else
+`<fullname>-tls` when tls.certManager.issuerRef.name makes the chart's Certificate write it,
+else empty (nothing is mounted).
+*/}}
+{{- define "pico.tlsSecretName" -}}
+{{- if .Values.tls.existingSecret }}
+{{- .Values.tls.existingSecret }}
+{{- else if dig "certManager" "issuerRef" "name" "" .Values.tls }}
+{{- printf "%s-tls" (include "pico.fullname" .) }}
+{{- end }}
 {{- end }}
 
 {{- define "pico.serviceAccountName" -}}
@@ -88,8 +189,8 @@ ports of the Services, the probes and the server can never disagree.
 {{- end }}
 {{- range $port := list "proxy" "upstream" "admin" }}
 {{- if (index $.Values $port).tls.enabled }}
-{{- if not $.Values.tls.existingSecret }}
-{{- fail (printf "%s.tls.enabled serves the %s port with the certificate of tls.existingSecret: set tls.existingSecret to a kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt)" $port $port) }}
+{{- if not (include "pico.tlsSecretName" $) }}
+{{- fail (printf "%s.tls.enabled serves the %s port with the certificate of tls.existingSecret: set tls.existingSecret to a kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt), or tls.certManager.issuerRef.name to have cert-manager issue one" $port $port) }}
 {{- end }}
 {{- $section := get $config $port }}
 {{- $tls := default dict (get $section "tls") }}
@@ -108,9 +209,9 @@ when a renewal reaches the pods one after the other; an explicit peer_cas wins. 
 {{- if and (eq $port "proxy") $.Values.proxy.tls.peerCAs $.Values.proxy.tls.caKey (not (hasKey $tls "peer_cas")) }}
 {{- /* On install and upgrade (not helm template), a Secret that lacks the key stops the
 release here, before a pod rolls and fails to start on the missing file. */}}
-{{- $secret := lookup "v1" "Secret" $.Release.Namespace $.Values.tls.existingSecret }}
+{{- $secret := lookup "v1" "Secret" $.Release.Namespace (include "pico.tlsSecretName" $) }}
 {{- if and $secret (not (hasKey (default dict (get $secret "data")) $.Values.proxy.tls.caKey)) }}
-{{- fail (printf "proxy.tls.peerCAs: Secret %q (tls.existingSecret) has no key %q (proxy.tls.caKey), so members could not trust each other's certificates: set proxy.tls.caKey to the key that holds the CA, or caKey=\"\" for a certificate from a public CA, or proxy.tls.peerCAs=false" $.Values.tls.existingSecret $.Values.proxy.tls.caKey) }}
+{{- fail (printf "proxy.tls.peerCAs: Secret %q (tls.existingSecret) has no key %q (proxy.tls.caKey), so members could not trust each other's certificates: set proxy.tls.caKey to the key that holds the CA, or caKey=\"\" for a certificate from a public CA, or proxy.tls.peerCAs=false" (include "pico.tlsSecretName" $) $.Values.proxy.tls.caKey) }}
 {{- end }}
 {{- $_ := set $tls "peer_cas" (printf "%s/%s" $dir $.Values.proxy.tls.caKey) }}
 {{- end }}
@@ -225,7 +326,7 @@ certificate against the CA in tls.existingSecret: "true" or empty. Called with
 {{- define "pico.portCA" -}}
 {{- $root := index . 0 }}
 {{- $v := index $root.Values (index . 1) }}
-{{- if and (eq (include "pico.portTLS" .) "true") $root.Values.tls.existingSecret $v.tls.caKey (not $v.tls.insecureSkipVerify) }}true{{ end }}
+{{- if and (eq (include "pico.portTLS" .) "true") (include "pico.tlsSecretName" $root) $v.tls.caKey (not $v.tls.insecureSkipVerify) }}true{{ end }}
 {{- end }}
 
 {{- define "pico.adminCA" -}}
@@ -292,4 +393,21 @@ scheme gets `scheme: HTTPS`. Called with (dict "probe" <probe values> "root" $).
 {{- end }}
 {{- end }}
 {{- toYaml $probe }}
+{{- end }}
+
+{{/*
+"https" when an Ingress (ingress.proxy or ingress.upstream) terminates TLS for a host: a TLS
+entry lists the host, or lists none (then it covers every host); else "http". Called with
+(list <ingress values> <host>).
+*/}}
+{{- define "pico.ingressScheme" -}}
+{{- $ing := index . 0 }}
+{{- $host := index . 1 }}
+{{- $tls := false }}
+{{- range $ing.tls }}
+{{- if or (not .hosts) (has $host .hosts) }}
+{{- $tls = true }}
+{{- end }}
+{{- end }}
+{{- ternary "https" "http" $tls }}
 {{- end }}
