@@ -8,10 +8,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/pico-proxy/pico/internal/httpwire"
 )
 
 // Pipe copies bytes between a and b in both directions and returns once
-// both directions have ended, with both connections closed.
+// both directions have ended, with both connections closed. It is the one
+// bidirectional copy of Pico: the agent's and the forwarder's TCP tunnels,
+// the proxy's TCP route and its WebSocket (upgrade) pass-through.
 //
 // Half-close is passed through where the connections support it: when one
 // side's reads end cleanly, the other side's write half is closed
@@ -25,11 +29,18 @@ import (
 // WebSocket cannot be told; the opposite direction keeps flowing as long
 // as it is never idle for longer than linger (so a client that
 // half-closes still gets its answer), then the pipe ends. A linger of 0
-// ends the pipe at once. Any error closes both connections at once.
+// ends the pipe at once. Any error closes both connections at once, and a
+// read still waiting on either is cut short through its read deadline
+// (closing a yamux stream only ends its write half).
+//
+// A connection type that wraps another (to read buffered bytes first, say)
+// hides its half-close: the pipe then ends when either direction ends.
 func Pipe(a, b net.Conn, linger time.Duration) {
 	var once sync.Once
 	abort := func() {
 		once.Do(func() {
+			_ = a.SetReadDeadline(longAgo)
+			_ = b.SetReadDeadline(longAgo)
 			a.Close()
 			b.Close()
 		})
@@ -49,7 +60,10 @@ func Pipe(a, b net.Conn, linger time.Duration) {
 // bounds the other direction (dstReader) by linger, or aborts the pipe
 // (see Pipe).
 func pipeOneWay(dst net.Conn, src, dstReader *lingerReader, linger time.Duration, abort func()) {
-	if _, err := io.Copy(dst, src); err != nil {
+	buf := httpwire.Buffers.Get()
+	_, err := io.CopyBuffer(dst, src, buf)
+	httpwire.Buffers.Put(buf)
+	if err != nil {
 		abort()
 		return
 	}
@@ -65,6 +79,9 @@ func pipeOneWay(dst net.Conn, src, dstReader *lingerReader, linger time.Duration
 		abort()
 	}
 }
+
+// longAgo is a read deadline in the past: it ends a waiting read at once.
+var longAgo = time.Unix(1, 0)
 
 // lingerReader reads from conn; once lingering, every read must complete
 // within the linger time of the previous one.

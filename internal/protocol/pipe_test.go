@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/yamux"
 	"github.com/stretchr/testify/require"
 )
 
@@ -142,4 +143,37 @@ func TestPipeWithoutLingerEndsAtTheClientsEOF(t *testing.T) {
 	waitDone(t, done)
 	_, err := peer.Read(make([]byte, 1))
 	require.Error(t, err)
+}
+
+// The proxy's TCP route: a WebSocket client and a yamux stream whose agent
+// stays silent. When the client goes away the pipe ends at once, although
+// closing a yamux stream only ends its write half (the read waiting on it
+// is cut through its deadline), and the agent sees the stream's end.
+func TestPipeEndsWhenTheWebSocketLeavesASilentYamuxStream(t *testing.T) {
+	serverSide, agentSide := net.Pipe()
+	session, err := yamux.Server(serverSide, nil)
+	require.NoError(t, err)
+	agent, err := yamux.Client(agentSide, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { session.Close(); agent.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		s, _ := agent.Accept()
+		accepted <- s
+	}()
+	stream, err := session.OpenStream()
+	require.NoError(t, err)
+	_, err = stream.Write([]byte("hi"))
+	require.NoError(t, err)
+	agentStream := <-accepted
+	require.NotNil(t, agentStream)
+
+	peer, wsEnd := wsPair(t)
+	done := runPipe(wsEnd, stream, 0)
+	require.NoError(t, peer.Close())
+	waitDone(t, done)
+
+	got, err := io.ReadAll(agentStream)
+	require.NoError(t, err, "the agent sees a clean end of the stream")
+	require.Equal(t, "hi", string(got))
 }

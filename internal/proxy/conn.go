@@ -130,7 +130,7 @@ func (p *Proxy) exchangeOver(req *http.Request, ex *exchange, c *streamConn, reu
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		ex.status = http.StatusSwitchingProtocols
-		resp.Body = &upgradedConn{c: c}
+		resp.Body = &upgradedConn{Conn: c.conn, c: c}
 		return resp, nil, false
 	}
 	resp.Body = &connBody{body: resp.Body, c: c}
@@ -369,11 +369,14 @@ func (b *connBody) Close() error {
 }
 
 // upgradedConn is the connection after a 101: buffered bytes first, then
-// the connection.
-type upgradedConn struct{ c *streamConn }
+// the connection; closing it abandons the exchange. As a wrapper it hides
+// the connection's half close (see protocol.Pipe).
+type upgradedConn struct {
+	net.Conn // c.conn
+	c        *streamConn
+}
 
-func (u *upgradedConn) Read(p []byte) (int, error)  { return u.c.br.Read(p) }
-func (u *upgradedConn) Write(p []byte) (int, error) { return u.c.conn.Write(p) }
+func (u *upgradedConn) Read(p []byte) (int, error) { return u.c.br.Read(p) }
 func (u *upgradedConn) Close() error {
 	u.c.finish(false)
 	return nil

@@ -7,9 +7,9 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/pico-proxy/pico/internal/httpwire"
+	"github.com/pico-proxy/pico/internal/protocol"
 )
 
 // serveProxied proxies r (already routed to ex.endpoint) and answers the
@@ -138,7 +138,7 @@ func copyBody(ex *exchange, body io.Reader, flush bool) error {
 // goes to the client, then bytes are piped both ways until either side
 // ends.
 func (p *Proxy) switchProtocols(ex *exchange, r *http.Request, resp *http.Response) {
-	backend := resp.Body.(io.ReadWriteCloser)
+	backend := resp.Body.(*upgradedConn)
 	defer backend.Close()
 	if up := httpwire.UpgradeType(resp.Header); up == "" || !strings.EqualFold(up, r.Header.Get("Upgrade")) {
 		p.writeError(ex, ex, &upstreamError{err: errors.New("the upstream switched to a protocol the client did not ask for")})
@@ -158,30 +158,15 @@ func (p *Proxy) switchProtocols(ex *exchange, r *http.Request, resp *http.Respon
 	if err := brw.Flush(); err != nil {
 		return
 	}
-	pipeUpgraded(client, brw.Reader, backend)
+	protocol.Pipe(&bufferedConn{Conn: client, br: brw.Reader}, backend, 0)
 }
 
-// pipeUpgraded copies client (whose already buffered bytes are in br) and
-// backend both ways until either direction ends, then closes both.
-func pipeUpgraded(client net.Conn, br *bufio.Reader, backend io.ReadWriteCloser) {
-	var once sync.Once
-	closeBoth := func() {
-		once.Do(func() {
-			_ = client.Close()
-			_ = backend.Close()
-		})
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := httpwire.Buffers.Get()
-		defer httpwire.Buffers.Put(buf)
-		_, _ = io.CopyBuffer(backend, br, buf)
-		closeBoth()
-	}()
-	buf := httpwire.Buffers.Get()
-	_, _ = io.CopyBuffer(client, backend, buf)
-	httpwire.Buffers.Put(buf)
-	closeBoth()
-	<-done
+// bufferedConn is a connection whose first bytes were already read into
+// br. As a wrapper it hides the connection's half close, so a pipe
+// through it ends with either direction, as an upgraded connection should.
+type bufferedConn struct {
+	net.Conn
+	br *bufio.Reader
 }
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.br.Read(p) }

@@ -2,12 +2,8 @@ package proxy
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
-
-	"github.com/hashicorp/yamux"
 
 	"github.com/pico-proxy/pico/internal/httpwire"
 	"github.com/pico-proxy/pico/internal/protocol"
@@ -65,32 +61,12 @@ func (p *Proxy) serveTCP(ex *exchange, r *http.Request) {
 			session.Release()
 			return
 		}
-		pipeTCP(conn, stream)
+		// A WebSocket has no half close: the pipe ends with either side.
+		protocol.Pipe(conn, stream, 0)
+		go drain(stream) // so that the agent's last writes do not stall
 		session.Release()
 		return
 	}
-}
-
-// pipeTCP copies between the client's WebSocket and the upstream stream
-// until either side ends, then closes both.
-func pipeTCP(ws net.Conn, stream *yamux.Stream) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := httpwire.Buffers.Get()
-		defer httpwire.Buffers.Put(buf)
-		_, _ = io.CopyBuffer(stream, ws, buf)
-		// The client left (a WebSocket has no half close): stop the
-		// other direction too.
-		_ = stream.SetReadDeadline(longAgo)
-	}()
-	buf := httpwire.Buffers.Get()
-	_, _ = io.CopyBuffer(ws, stream, buf)
-	httpwire.Buffers.Put(buf)
-	_ = stream.Close()
-	_ = ws.Close()
-	<-done
-	go drain(stream)
 }
 
 func isWebSocketUpgrade(r *http.Request) bool {
