@@ -120,6 +120,11 @@ type Server struct {
 
 	syncing      bool
 	stopSync     chan struct{}
+	// stopRebalance stops the cluster.rebalance loop (nil: not running);
+	// rebalanceStopped keeps it from starting once the drain began.
+	rebalanceMu      sync.Mutex
+	stopRebalance    func()
+	rebalanceStopped bool
 	stopSyncOnce sync.Once
 	syncDone     chan struct{}
 
@@ -264,6 +269,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return errors.New("server: shut down while starting")
 	}
 	s.ready.Store(true)
+	s.startRebalancing()
 	s.logger.Info("server ready", "proxy", s.addrs.Proxy, "upstream", s.addrs.Upstream, "admin", s.addrs.Admin, "gossip", s.addrs.Gossip)
 	return nil
 }
@@ -321,6 +327,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) drain(ctx context.Context) error {
 	s.shuttingDown.Store(true)
 	s.ready.Store(false)
+	s.stopRebalancing()
 	if s.membership == nil || s.proxySrv == nil {
 		s.closeNow()
 		return nil
@@ -389,6 +396,16 @@ func deadlineOf(ctx context.Context) time.Time {
 	return d
 }
 
+func (s *Server) stopRebalancing() {
+	s.rebalanceMu.Lock()
+	stop := s.stopRebalance
+	s.rebalanceStopped = true
+	s.rebalanceMu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
 func (s *Server) stopSyncing() {
 	s.stopSyncOnce.Do(func() { close(s.stopSync) })
 	if s.syncing {
@@ -399,6 +416,7 @@ func (s *Server) stopSyncing() {
 // closeNow stops everything at once.
 func (s *Server) closeNow() {
 	s.ready.Store(false)
+	s.stopRebalancing()
 	s.stopSyncing()
 	s.registry.Close()
 	for _, srv := range []*http.Server{s.proxySrv, s.upstreamSrv, s.adminSrv} {
