@@ -118,15 +118,15 @@ type Server struct {
 	serving                         sync.WaitGroup
 	addrs                           Addrs
 
-	syncing      bool
-	stopSync     chan struct{}
+	syncing  bool
+	stopSync chan struct{}
 	// stopRebalance stops the cluster.rebalance loop (nil: not running);
 	// rebalanceStopped keeps it from starting once the drain began.
 	rebalanceMu      sync.Mutex
 	stopRebalance    func()
 	rebalanceStopped bool
-	stopSyncOnce sync.Once
-	syncDone     chan struct{}
+	stopSyncOnce     sync.Once
+	syncDone         chan struct{}
 
 	shutdownOnce sync.Once
 	shutdownErr  error
