@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pico-proxy/pico/internal/cluster"
@@ -83,7 +84,7 @@ func (lc *loadedCluster) waitBalanced(what string, since time.Time) time.Duratio
 	total := len(lc.agents)
 	before, _ := lc.distribution()
 	var last []int
-	require.Eventually(lc.t, func() bool {
+	ok := assert.Eventually(lc.t, func() bool {
 		counts, ok := lc.distribution()
 		if !ok {
 			return false
@@ -99,8 +100,11 @@ func (lc *loadedCluster) waitBalanced(what string, since time.Time) time.Duratio
 			}
 		}
 		return true
-	}, rebalanceWithin, 100*time.Millisecond, "%s: not balanced within %s: %v (fair share %.1f)",
-		what, rebalanceWithin, last, float64(total)/float64(len(lc.nodes)))
+	}, rebalanceWithin, 100*time.Millisecond)
+	if !ok {
+		require.FailNowf(lc.t, "not balanced", "%s: not balanced within %s: upstreams per member %v (before %v, fair share %.1f)",
+			what, rebalanceWithin, last, before, float64(total)/float64(len(lc.nodes)))
+	}
 	took := time.Since(since)
 	lc.t.Logf("TIMING %s: balanced in %.1f s; upstreams per member before %v, after %v (fair share %.1f, bounds %.1f–%.1f)",
 		what, took.Seconds(), before, last, float64(total)/float64(len(lc.nodes)),
