@@ -1,10 +1,8 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,34 +12,23 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/pico-proxy/pico/internal/logging"
+	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/testutil"
 )
 
 // rebalanceServer starts a server on the real memberlist cluster joining
 // join, rebalancing every 200 ms when enabled.
-func rebalanceServer(t *testing.T, enabled bool, join ...string) (*Server, *testutil.LogBuffer) {
+func rebalanceServer(t *testing.T, enabled bool, join ...string) *Server {
 	t.Helper()
-	cfg := testConfig()
-	cfg.Cluster.Join = join
-	cfg.Cluster.JoinTimeout = 5 * time.Second
-	cfg.Cluster.RejoinInterval = 0
-	cfg.Proxy.UpstreamWait = 5 * time.Second
-	cfg.Cluster.Rebalance.Enabled = enabled
-	cfg.Cluster.Rebalance.Interval = 200 * time.Millisecond
-	cfg.Cluster.Rebalance.NewMemberDelay = 500 * time.Millisecond
-	logs := &testutil.LogBuffer{}
-	logger := logging.New(logs, slog.LevelInfo, nil)
-	srv, err := New(cfg, logger, WithMembership(ClusterMembership(cfg, logger)), WithShutdownGrace(0))
+	srv, err := clusterServerWith(t, func(cfg *config.Server) {
+		cfg.Cluster.JoinTimeout = 5 * time.Second
+		cfg.Proxy.UpstreamWait = 5 * time.Second
+		cfg.Cluster.Rebalance.Enabled = enabled
+		cfg.Cluster.Rebalance.Interval = 200 * time.Millisecond
+		cfg.Cluster.Rebalance.NewMemberDelay = 500 * time.Millisecond
+	}, join...)
 	require.NoError(t, err)
-	require.NoError(t, srv.Start(context.Background()))
-	t.Cleanup(func() {
-		_ = srv.Shutdown(context.Background())
-		if t.Failed() {
-			t.Logf("server %s logs:\n%s", srv.ID(), logs.String())
-		}
-	})
-	return srv, logs
+	return srv
 }
 
 // upstreamCounts is every member's upstream count as srv sees it.
@@ -58,8 +45,8 @@ func upstreamCounts(srv *Server) map[string]int {
 // was behind it, then the second added to the balancer.
 func rebalanceSetup(t *testing.T, enabled bool) (a, b *Server, lb *testutil.Balancer) {
 	t.Helper()
-	a, _ = rebalanceServer(t, enabled)
-	b, _ = rebalanceServer(t, enabled, a.Addrs().Gossip)
+	a = rebalanceServer(t, enabled)
+	b = rebalanceServer(t, enabled, a.Addrs().Gossip)
 	require.Eventually(t, func() bool { return len(a.membership.Nodes()) == 2 && len(b.membership.Nodes()) == 2 },
 		10*time.Second, 10*time.Millisecond)
 	lb = testutil.StartBalancer(t, a.Addrs().Upstream)
