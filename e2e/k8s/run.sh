@@ -447,7 +447,9 @@ rebalance_phase() {
   counts=$(upstream_counts "$STS-0")
   echo "upstreams per member, 3 members: $counts"
   start=$(now_ms)
-  helm upgrade "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --set replicaCount=5 --wait --timeout 5m
+  # --reuse-values: the release's config (gateway_timeout from the roll above) stays, so
+  # the 3 members keep running and only the 2 new ones start.
+  helm upgrade "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --reuse-values --set replicaCount=5 --wait --timeout 5m
   wait_ready 5 120 || fail "5 pods not Ready"
   ready_at=$(now_ms)
   wait_members 5 120 || fail "the 5 members did not form one cluster"
@@ -456,7 +458,9 @@ rebalance_phase() {
   timing rebalance-scale-up-to-balanced "$(secs_since "$start")"
   timing rebalance-all-ready-to-balanced "$(secs_since "$ready_at")"
   echo "upstreams per member, 5 members, balanced: $counts"
-  kubectl get --raw "/api/v1/namespaces/$NS/pods/$STS-0:$ADMIN_PORT/proxy/metrics" | grep '^pico_upstream_rebalanced_total' || true
+  for ((i = 0; i < 5; i++)); do
+    echo "$STS-$i: $(kubectl get --raw "/api/v1/namespaces/$NS/pods/$STS-$i:$ADMIN_PORT/proxy/metrics" | grep '^pico_upstream_rebalanced_total' || true)"
+  done
   # The agents started last; cleanup() would also stop them.
   for pid in "${BG_PIDS[@]: -$REBALANCE_AGENTS}"; do kill "$pid" 2>/dev/null || true; done
 }
