@@ -62,6 +62,13 @@ type loadedCluster struct {
 // routes every endpoint to all its agents and starts the load.
 func newLoadedCluster(t *testing.T, nodes []*Node) *loadedCluster {
 	t.Helper()
+	return newLoadedClusterWith(t, nodes, lifecycleEndpoints, loadRate)
+}
+
+// newLoadedClusterWith is newLoadedCluster with agentsPerEndpoint agents
+// for each of endpoints and a load of rate requests per second.
+func newLoadedClusterWith(t *testing.T, nodes []*Node, endpoints []string, rate int) *loadedCluster {
+	t.Helper()
 	lc := &loadedCluster{
 		t:          t,
 		nodes:      append([]*Node(nil), nodes...),
@@ -73,20 +80,20 @@ func newLoadedCluster(t *testing.T, nodes []*Node) *loadedCluster {
 		lc.inService[n.IP] = true
 	}
 	lc.syncBalancers()
-	for _, ep := range lifecycleEndpoints {
+	for _, ep := range endpoints {
 		for i := range agentsPerEndpoint {
 			service := ep + "-" + string(rune('a'+i))
 			lc.agents = append(lc.agents, lc.startAgent(ep, service, StartUpstream(t, service), lc.upstreamLB.URL()))
 		}
 	}
-	lc.waitUpstreams(len(lc.agents))
+	lc.waitUpstreamsWithin(len(lc.agents), 15*time.Second+time.Duration(len(lc.agents))*time.Second/2)
 	for _, n := range nodes {
-		for _, ep := range lifecycleEndpoints {
+		for _, ep := range endpoints {
 			waitRoutable(t, n, ep)
 		}
 	}
-	lc.load = StartLoad(t, lc.proxyLB.URL(), lifecycleEndpoints, loadRate, loadClientTimeout)
-	lc.load.WaitRequests(t, time.Now(), loadRate) // a second of steady load
+	lc.load = StartLoad(t, lc.proxyLB.URL(), endpoints, rate, loadClientTimeout)
+	lc.load.WaitRequests(t, time.Now(), rate) // a second of steady load
 	return lc
 }
 
@@ -236,11 +243,11 @@ func (lc *loadedCluster) restartGracefully(old *Node) *Node {
 // of the whole run.
 func (lc *loadedCluster) finish(what string) LoadSummary {
 	lc.t.Helper()
-	lc.load.WaitRequests(lc.t, time.Now(), loadRate/2)
+	lc.load.WaitRequests(lc.t, time.Now(), lc.load.rate/2)
 	lc.load.Stop()
 	s := Summarize(lc.load.Results())
 	s.Log(lc.t, what)
-	require.GreaterOrEqual(lc.t, s.Rate, 0.9*loadRate, "the load generator kept its rate")
+	require.GreaterOrEqual(lc.t, s.Rate, 0.9*float64(lc.load.rate), "the load generator kept its rate")
 	return s
 }
 

@@ -349,9 +349,34 @@ func (r *report) rollingTable() *table {
 }
 
 func (r *report) rollingFacts() string {
-	l := r.Rolling.Load
-	return fmt.Sprintf("%d requests in %s; client latency p50 %s, p99 %s, max %s.",
-		l.Requests, r.Rolling.Duration.Round(time.Second), dur(l.P50), dur(l.P99), dur(l.Max))
+	rr := r.Rolling
+	l := rr.Load
+	facts := fmt.Sprintf("%d requests in %s; client latency p50 %s, p99 %s, max %s.",
+		l.Requests, rr.Duration.Round(time.Second), dur(l.P50), dur(l.P99), dur(l.Max))
+	if rr.AfterRestart != nil {
+		total := 0.0
+		for _, v := range rr.AfterRestart {
+			total += v
+		}
+		fair := total / float64(len(rr.AfterRestart))
+		facts += fmt.Sprintf(" Upstreams per node after the last restart: %s (fair share %.0f)", counts(rr.AfterRestart), fair)
+		if rr.Balanced {
+			facts += fmt.Sprintf("; rebalanced to %s (every node within %.1f–%.1f × the fair share) %.1f s later.",
+				counts(rr.AfterRebalance), rebalanceLow, rebalanceHigh, rr.BalanceTime.Seconds())
+		} else {
+			facts += fmt.Sprintf("; **not** rebalanced within %s: %s.", rebalanceTimeout, counts(rr.AfterRebalance))
+		}
+	}
+	return facts
+}
+
+// counts formats upstream counts per node as "12, 9, 9".
+func counts(c []float64) string {
+	parts := make([]string, len(c))
+	for i, v := range c {
+		parts[i] = fmt.Sprintf("%.0f", v)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // section is one measured table with a line of facts and how it was

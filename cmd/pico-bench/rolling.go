@@ -22,7 +22,21 @@ type rollingResult struct {
 	Restarts []restart
 	Load     loadSummary
 	Duration time.Duration
+	// Upstreams per node (in node order) right after the last restart
+	// settled, and once cluster.rebalance spread them (every node within
+	// rebalanceLow–rebalanceHigh × the fair share), BalanceTime after the
+	// last restart; Balanced is false if that did not happen within
+	// rebalanceTimeout.
+	AfterRestart, AfterRebalance []float64
+	BalanceTime                  time.Duration
+	Balanced                     bool
 }
+
+// Bounds of a balanced cluster, and how long the bench waits for one.
+const (
+	rebalanceLow, rebalanceHigh = 0.7, 1.3
+	rebalanceTimeout            = 90 * time.Second
+)
 
 // restart is one node's restart.
 type restart struct {
@@ -36,7 +50,12 @@ type restart struct {
 	Served, Upstreams float64
 }
 
-// runRolling builds the rolling-restart setup on the cluster (two agent
+// rollingAgents is the number of agent processes, each registering every
+// rolling endpoint (30 upstream connections: enough for the fair share's
+// tolerance of 2 connections to leave a restarted node no excuse).
+const rollingAgents = 10
+
+// runRolling builds the rolling-restart setup on the cluster (ten agent
 // processes serving three endpoints, connected through a round-robin
 // balancer in front of the upstream ports; clients through one in front of
 // the proxy ports), runs steady load and restarts each node once.
@@ -72,7 +91,7 @@ func (e *env) runRolling() error {
 	if err := os.WriteFile(cfgPath, []byte(yaml.String()), 0o644); err != nil {
 		return err
 	}
-	res := &rollingResult{Rate: e.o.rollingRate, Agents: 2}
+	res := &rollingResult{Rate: e.o.rollingRate, Agents: rollingAgents}
 	for i := range res.Agents {
 		a, err := startProc(e.o.pico, e.tmp, fmt.Sprintf("agent-rolling-%d", i+1), "agent", "--config.path", cfgPath)
 		if err != nil {
@@ -130,6 +149,13 @@ func (e *env) runRolling() error {
 		r.Failures = load.failures() - before
 		res.Restarts = append(res.Restarts, r)
 	}
+	if restartErr == nil {
+		e.logf("  waiting for the upstreams to rebalance")
+		res.AfterRestart, _ = upstreamsPerNode(nodes)
+		t := time.Now()
+		res.AfterRebalance, res.Balanced = waitBalanced(nodes, len(rollingEndpoints)*res.Agents, rebalanceTimeout)
+		res.BalanceTime = time.Since(t)
+	}
 	res.Load = load.stop()
 	res.Duration = time.Since(start)
 	for i := range res.Restarts {
@@ -139,6 +165,45 @@ func (e *env) runRolling() error {
 	}
 	e.rep.Rolling = res
 	return restartErr
+}
+
+// upstreamsPerNode is every node's pico_upstream_connections.
+func upstreamsPerNode(nodes []*node) ([]float64, error) {
+	out := make([]float64, len(nodes))
+	for i, n := range nodes {
+		v, err := metric(context.Background(), n.adminURL(), "pico_upstream_connections")
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// waitBalanced waits up to timeout until the nodes hold total upstream
+// connections, each within rebalanceLow–rebalanceHigh × the fair share,
+// and returns the last counts and whether they were balanced.
+func waitBalanced(nodes []*node, total int, timeout time.Duration) ([]float64, bool) {
+	deadline := time.Now().Add(timeout)
+	fair := float64(total) / float64(len(nodes))
+	var counts []float64
+	for {
+		if c, err := upstreamsPerNode(nodes); err == nil {
+			counts = c
+			sum, ok := 0.0, true
+			for _, v := range c {
+				sum += v
+				ok = ok && v >= rebalanceLow*fair && v <= rebalanceHigh*fair
+			}
+			if ok && int(sum) == total {
+				return counts, true
+			}
+		}
+		if time.Now().After(deadline) {
+			return counts, false
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // waitUpstreams waits until the nodes together count want upstream

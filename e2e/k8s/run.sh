@@ -13,7 +13,9 @@
 #      restarted and every member reports 5 active members; scale to 2: the departing pods
 #      exit 0 (graceful leave) and the rest report 2; a config change rolls the pods one at
 #      a time while a request loop through the client Service keeps being answered; delete a
-#      pod: it comes back with a new node ID and rejoins; uninstall leaves nothing behind;
+#      pod: it comes back with a new node ID and rejoins; rebalancing (see rebalance_phase):
+#      60 agent connections through the client Service spread over the members after
+#      scaling 3 → 5; uninstall leaves nothing behind;
 #   4. the chart as the subchart of e2e/k8s/umbrella (a file:// dependency) in namespace
 #      $E2E_NAMESPACE-umbrella, its image named through global.imageRegistry: install, helm test,
 #      uninstall.
@@ -470,6 +472,90 @@ for i in 0 2; do
   ! member_ids "$STS-$i" | grep -qx "$old_id" || fail "$STS-$i still lists the old $STS-1 ($old_id) as active"
 done
 helm_test after-pod-delete
+
+# ---------------------------------------------------------------- rebalancing (issue 14)
+# rebalance_phase: 2 `pico agent` processes on the host, 30 endpoints each (60 upstream
+# connections), connect through the client Service's ClusterIP (kube-proxy balances each
+# connection) while 3 members run; then `helm upgrade --set replicaCount=5`. Every member must
+# end within 0.7–1.3 × the fair share (12: 9–15 connections), which only cluster.rebalance
+# achieves (the agents would otherwise stay on the first 3). TIMING rebalance-* lines record
+# the time to balance; the distribution before and after is printed.
+REBALANCE_ENDPOINTS=30
+REBALANCE_AGENTS=2
+
+# upstream_counts POD: the active members' upstream counts as POD lists them, in ID order,
+# space-separated.
+upstream_counts() {
+  kubectl get --raw "/api/v1/namespaces/$NS/pods/$1:$ADMIN_PORT/proxy/status/cluster/nodes" 2>/dev/null | tr -d '\n' |
+    grep -oE '\{[^{}]*"status": *"active"[^{}]*\}' | grep -oE '"upstreams": *[0-9]+' | grep -oE '[0-9]+$' | tr '\n' ' ' || true
+}
+
+# balanced_within N TOTAL LOW HIGH: every one of N counts on stdin's line is within
+# [LOW, HIGH] × TOTAL/N and they sum to TOTAL.
+balanced_within() {
+  awk -v n="$1" -v total="$2" -v lo="$3" -v hi="$4" '{
+    if (NF != n) exit 1
+    sum = 0; fair = total / n
+    for (i = 1; i <= NF; i++) { sum += $i; if ($i < lo * fair || $i > hi * fair) exit 1 }
+    exit sum == total ? 0 : 1
+  }'
+}
+
+# wait_balanced N TIMEOUT: pico-0's view of the N members is balanced; prints the counts.
+wait_balanced() {
+  local n=$1 deadline=$(($(date +%s) + $2)) total=$((REBALANCE_ENDPOINTS * REBALANCE_AGENTS)) counts
+  while :; do
+    counts=$(upstream_counts "$STS-0")
+    if balanced_within "$n" "$total" 0.7 1.3 <<<"$counts"; then
+      echo "$counts"
+      return 0
+    fi
+    if (($(date +%s) > deadline)); then
+      echo "upstreams per member: $counts (want $n members within 0.7–1.3 × $total/$n)" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+rebalance_phase() {
+  log "rebalancing: $((REBALANCE_ENDPOINTS * REBALANCE_AGENTS)) agent connections through the client Service, then scale 3 → 5"
+  local svc_ip cfg i counts start ready_at pid
+  svc_ip=$(kubectl -n "$NS" get service "$RELEASE" -o jsonpath='{.spec.clusterIP}')
+  cfg=$ARTIFACTS/rebalance-agent.yaml
+  {
+    printf 'connect:\n  url: http://%s:8001\ngrace_period: 2s\nendpoints:\n' "$svc_ip"
+    for ((i = 0; i < REBALANCE_ENDPOINTS; i++)); do
+      printf '  - {id: rb%02d, protocol: http, addr: "127.0.0.1:9"}\n' "$i"
+    done
+  } >"$cfg"
+  for ((i = 0; i < REBALANCE_AGENTS; i++)); do
+    "$PICO_BIN" agent --config.path "$cfg" >"$ARTIFACTS/rebalance-agent-$i.log" 2>&1 &
+    BG_PIDS+=($!)
+  done
+  wait_balanced 3 120 >/dev/null || fail "the agents did not all register on the 3 members"
+  counts=$(upstream_counts "$STS-0")
+  echo "upstreams per member, 3 members: $counts"
+  start=$(now_ms)
+  # --reuse-values: the release's config (gateway_timeout from the roll above) stays, so
+  # the 3 members keep running and only the 2 new ones start.
+  helm upgrade "$RELEASE" "$CHART" -n "$NS" "${IMAGE_ARGS[@]}" --reuse-values --set replicaCount=5 --wait --timeout 5m
+  wait_ready 5 120 || fail "5 pods not Ready"
+  ready_at=$(now_ms)
+  wait_members 5 120 || fail "the 5 members did not form one cluster"
+  echo "upstreams per member right after the 5 are Ready: $(upstream_counts "$STS-0")"
+  counts=$(wait_balanced 5 120) || fail "the 5 members did not reach 0.7–1.3 × the fair share of upstreams"
+  timing rebalance-scale-up-to-balanced "$(secs_since "$start")"
+  timing rebalance-all-ready-to-balanced "$(secs_since "$ready_at")"
+  echo "upstreams per member, 5 members, balanced: $counts"
+  for ((i = 0; i < 5; i++)); do
+    echo "$STS-$i: $(kubectl get --raw "/api/v1/namespaces/$NS/pods/$STS-$i:$ADMIN_PORT/proxy/metrics" | grep '^pico_upstream_rebalanced_total' || true)"
+  done
+  # The agents started last; cleanup() would also stop them.
+  for pid in "${BG_PIDS[@]: -$REBALANCE_AGENTS}"; do kill "$pid" 2>/dev/null || true; done
+}
+
+rebalance_phase
 
 # ---------------------------------------------------------------- uninstall
 log "helm uninstall leaves nothing behind"

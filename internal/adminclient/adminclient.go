@@ -149,7 +149,10 @@ func WriteJSON(w io.Writer, raw json.RawMessage) error {
 	return err
 }
 
-// WriteNodes writes the members as a table sorted by ID.
+// WriteNodes writes the members as a table sorted by ID. SHARE is an
+// active member's upstream connections as a percentage of the fair share
+// (the active members' connections divided by their number), what
+// cluster.rebalance evens out.
 func WriteNodes(w io.Writer, nodes []cluster.NodeSummary) error {
 	if len(nodes) == 0 {
 		_, err := fmt.Fprintln(w, "no cluster members")
@@ -157,10 +160,21 @@ func WriteNodes(w io.Writer, nodes []cluster.NodeSummary) error {
 	}
 	sorted := append([]cluster.NodeSummary(nil), nodes...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
-	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tSTATUS\tPROXY ADDR\tUPSTREAM ADDR\tADMIN ADDR\tUPSTREAMS\tENDPOINTS")
+	total, active := 0, 0
 	for _, n := range sorted {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", n.ID, n.Status, orDash(n.ProxyAddr), orDash(n.UpstreamAddr), orDash(n.AdminAddr), n.Upstreams, n.Endpoints)
+		if n.Status == cluster.StatusActive {
+			total += n.Upstreams
+			active++
+		}
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "ID\tSTATUS\tPROXY ADDR\tUPSTREAM ADDR\tADMIN ADDR\tUPSTREAMS\tENDPOINTS\tSHARE")
+	for _, n := range sorted {
+		share := "-"
+		if n.Status == cluster.StatusActive && total > 0 {
+			share = fmt.Sprintf("%.0f%%", 100*float64(n.Upstreams)*float64(active)/float64(total))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", n.ID, n.Status, orDash(n.ProxyAddr), orDash(n.UpstreamAddr), orDash(n.AdminAddr), n.Upstreams, n.Endpoints, share)
 	}
 	return tw.Flush()
 }

@@ -6,10 +6,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/cluster"
 )
 
 const nodesJSON = `[
@@ -46,14 +49,32 @@ func query(t *testing.T, base, output string, args ...string) (string, error) {
 	return out.String(), err
 }
 
+func TestWriteNodesShowsTheShareOfTheFairShare(t *testing.T) {
+	// 30 connections over 3 active members: fair share 10. The leaving
+	// member is not counted.
+	var out bytes.Buffer
+	require.NoError(t, WriteNodes(&out, []cluster.NodeSummary{
+		{NodeInfo: cluster.NodeInfo{ID: "a", Status: cluster.StatusActive, Upstreams: 14}},
+		{NodeInfo: cluster.NodeInfo{ID: "b", Status: cluster.StatusActive, Upstreams: 12}},
+		{NodeInfo: cluster.NodeInfo{ID: "c", Status: cluster.StatusActive, Upstreams: 4}},
+		{NodeInfo: cluster.NodeInfo{ID: "d", Status: cluster.StatusLeaving, Upstreams: 7}},
+	}))
+	var shares []string
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n")[1:] {
+		f := strings.Fields(line)
+		shares = append(shares, f[len(f)-1])
+	}
+	require.Equal(t, []string{"140%", "120%", "40%", "-"}, shares)
+}
+
 func TestTables(t *testing.T) {
 	srv := adminServer(t)
 	out, err := query(t, srv.URL, "text", "cluster", "nodes")
 	require.NoError(t, err)
 	require.Equal(t, ""+
-		"ID          STATUS    PROXY ADDR      UPSTREAM ADDR   ADMIN ADDR      UPSTREAMS   ENDPOINTS\n"+
-		"pico-0-a1   leaving   10.0.0.1:8000   -               10.0.0.1:8002   0           0\n"+
-		"pico-1-b2   active    10.0.0.2:8000   10.0.0.2:8001   10.0.0.2:8002   12          3\n", out)
+		"ID          STATUS    PROXY ADDR      UPSTREAM ADDR   ADMIN ADDR      UPSTREAMS   ENDPOINTS   SHARE\n"+
+		"pico-0-a1   leaving   10.0.0.1:8000   -               10.0.0.1:8002   0           0           -\n"+
+		"pico-1-b2   active    10.0.0.2:8000   10.0.0.2:8001   10.0.0.2:8002   12          3           100%\n", out)
 
 	out, err = query(t, srv.URL+"/", "text", "upstream", "endpoints")
 	require.NoError(t, err)

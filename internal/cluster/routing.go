@@ -262,3 +262,38 @@ func sumCounts(m map[string]int) int {
 	}
 	return total
 }
+
+// MemberLoad is one member's upstream connections, as Loads reports them
+// for rebalancing.
+type MemberLoad struct {
+	ID        string
+	Upstreams int
+	// Active: the member is alive and not leaving (routable, for a peer).
+	Active bool
+	// Since is when the peer became a member (zero for this node).
+	Since time.Time
+	// Local marks this node.
+	Local bool
+}
+
+// Loads lists the members that are alive (this node first) with their
+// upstream counts, and maps every endpoint that routable peers hold to
+// their number of upstream connections for it.
+func (c *Cluster) Loads() ([]MemberLoad, map[string]int) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	members := []MemberLoad{{ID: c.id, Upstreams: c.local.upstreams, Active: c.local.status == StatusActive, Local: true}}
+	elsewhere := map[string]int{}
+	for _, p := range c.peers {
+		if p.member != memberAlive {
+			continue
+		}
+		members = append(members, MemberLoad{ID: p.id, Upstreams: p.upstreams, Active: p.routable(), Since: p.since})
+		if p.routable() {
+			for ep, n := range p.endpoints {
+				elsewhere[ep] += n
+			}
+		}
+	}
+	return members, elsewhere
+}

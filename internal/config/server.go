@@ -286,11 +286,72 @@ type Cluster struct {
 	// RejoinInterval is how often join names are re-resolved and missing
 	// members joined (heals split brains). Zero disables it.
 	RejoinInterval time.Duration `yaml:"rejoin_interval"`
+	// Rebalance spreads agent connections evenly over the members.
+	Rebalance Rebalance `yaml:"rebalance"`
+}
+
+// Rebalance configures how a member holding more than its fair share of
+// upstream (agent) connections sheds the excess (YAML section
+// cluster.rebalance): it sends a few of its agents a yamux GoAway and they
+// reconnect through the load balancer.
+type Rebalance struct {
+	// Enabled turns shedding on.
+	Enabled bool `yaml:"enabled"`
+	// Tolerance is how far above the fair share (total connections /
+	// counted members), as a fraction of it, a member may be before it
+	// sheds; a member below the fair share by as much makes the members
+	// above the fair share shed.
+	Tolerance float64 `yaml:"tolerance"`
+	// MinTolerance is the least tolerance in connections, whatever the
+	// fraction gives (small clusters do not shuffle single connections).
+	MinTolerance int `yaml:"min_tolerance"`
+	// MaxRate bounds shedding to this fraction of the member's
+	// connections per Interval (at least one connection).
+	MaxRate float64 `yaml:"max_rate"`
+	// Interval is how often a member compares its load with the fair
+	// share.
+	Interval time.Duration `yaml:"interval"`
+	// NewMemberDelay is how long a member must have been active before
+	// the others count it in the fair share: the time its readiness
+	// probe and the load balancer take to send it agents.
+	NewMemberDelay time.Duration `yaml:"new_member_delay"`
+}
+
+// DefaultRebalance returns the cluster.rebalance defaults.
+func DefaultRebalance() Rebalance {
+	return Rebalance{Enabled: true, Tolerance: 0.1, MinTolerance: 2, MaxRate: 0.1, Interval: 3 * time.Second, NewMemberDelay: 5 * time.Second}
+}
+
+// RegisterFlags registers the cluster.rebalance.* flags.
+func (r *Rebalance) RegisterFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&r.Enabled, "cluster.rebalance.enabled", r.Enabled, "shed upstream connections above the fair share so that agents reconnect to less loaded members")
+	fs.Float64Var(&r.Tolerance, "cluster.rebalance.tolerance", r.Tolerance, "fraction of the fair share a member may hold above it before it sheds (or below it before others shed)")
+	fs.IntVar(&r.MinTolerance, "cluster.rebalance.min-tolerance", r.MinTolerance, "least tolerance, in connections")
+	fs.Float64Var(&r.MaxRate, "cluster.rebalance.max-rate", r.MaxRate, "at most this fraction of the member's connections is shed per --cluster.rebalance.interval (at least 1)")
+	fs.DurationVar(&r.Interval, "cluster.rebalance.interval", r.Interval, "how often a member compares its upstream connections with the fair share")
+	fs.DurationVar(&r.NewMemberDelay, "cluster.rebalance.new-member-delay", r.NewMemberDelay, "how long a new member must be active before it counts in the fair share")
+}
+
+// Validate checks the cluster.rebalance section.
+func (r *Rebalance) Validate() error {
+	var errs []error
+	if r.Tolerance < 0 || r.Tolerance > 1 {
+		errs = append(errs, fmt.Errorf("cluster.rebalance.tolerance (--cluster.rebalance.tolerance) is %g; use a fraction between 0 and 1 such as 0.1", r.Tolerance))
+	}
+	if r.MinTolerance < 0 {
+		errs = append(errs, fmt.Errorf("cluster.rebalance.min_tolerance (--cluster.rebalance.min-tolerance) is %d; use 0 or a positive number of connections such as 2", r.MinTolerance))
+	}
+	if r.MaxRate <= 0 || r.MaxRate > 1 {
+		errs = append(errs, fmt.Errorf("cluster.rebalance.max_rate (--cluster.rebalance.max-rate) is %g; use a fraction above 0 and at most 1 such as 0.1", r.MaxRate))
+	}
+	errs = append(errs, positiveDuration("cluster.rebalance.interval", r.Interval),
+		nonNegativeDuration("cluster.rebalance.new_member_delay", r.NewMemberDelay))
+	return errors.Join(errs...)
 }
 
 // DefaultCluster returns the cluster defaults.
 func DefaultCluster() Cluster {
-	return Cluster{AbortIfJoinFails: true, JoinTimeout: time.Minute, RejoinInterval: 30 * time.Second}
+	return Cluster{AbortIfJoinFails: true, JoinTimeout: time.Minute, RejoinInterval: 30 * time.Second, Rebalance: DefaultRebalance()}
 }
 
 // RegisterFlags registers the cluster.* flags.
@@ -301,6 +362,7 @@ func (c *Cluster) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.AbortIfJoinFails, "cluster.abort-if-join-fails", c.AbortIfJoinFails, "exit if other nodes were found but none could be joined within --cluster.join-timeout")
 	fs.DurationVar(&c.JoinTimeout, "cluster.join-timeout", c.JoinTimeout, "how long the initial join is retried")
 	fs.DurationVar(&c.RejoinInterval, "cluster.rejoin-interval", c.RejoinInterval, "how often join names are re-resolved and missing members joined (0 disables)")
+	c.Rebalance.RegisterFlags(fs)
 }
 
 // Validate checks the cluster section.
@@ -318,6 +380,7 @@ func (c *Cluster) Validate() error {
 	if c.RejoinInterval < 0 {
 		errs = append(errs, fmt.Errorf("cluster.rejoin_interval is %s; use a positive duration or 0 to disable", c.RejoinInterval))
 	}
+	errs = append(errs, c.Rebalance.Validate())
 	return errors.Join(errs...)
 }
 

@@ -42,6 +42,43 @@ func TestDefaultsMatchContract(t *testing.T) {
 	require.Empty(t, cfg.Cluster.Join)
 }
 
+func TestRebalanceConfig(t *testing.T) {
+	cfg, err := loadServer(t)
+	require.NoError(t, err)
+	require.Equal(t, Rebalance{Enabled: true, Tolerance: 0.1, MinTolerance: 2, MaxRate: 0.1, Interval: 3 * time.Second, NewMemberDelay: 5 * time.Second}, cfg.Cluster.Rebalance)
+
+	path := writeFile(t, `
+cluster:
+  rebalance:
+    enabled: false
+    tolerance: 0.2
+    max_rate: 0.05
+`)
+	cfg, err = loadServer(t, "--config.path", path, "--cluster.rebalance.interval", "10s", "--cluster.rebalance.min-tolerance", "5")
+	require.NoError(t, err)
+	require.Equal(t, Rebalance{Enabled: false, Tolerance: 0.2, MinTolerance: 5, MaxRate: 0.05, Interval: 10 * time.Second, NewMemberDelay: 5 * time.Second}, cfg.Cluster.Rebalance)
+
+	path = writeFile(t, `
+cluster:
+  rebalance:
+    tolerance: 1.5
+    min_tolerance: -1
+    max_rate: 0
+    interval: 0s
+    new_member_delay: -1s
+`)
+	_, err = loadServer(t, "--config.path", path)
+	for _, want := range []string{
+		"cluster.rebalance.tolerance (--cluster.rebalance.tolerance) is 1.5; use a fraction between 0 and 1",
+		"cluster.rebalance.min_tolerance (--cluster.rebalance.min-tolerance) is -1",
+		"cluster.rebalance.max_rate (--cluster.rebalance.max-rate) is 0; use a fraction above 0",
+		"cluster.rebalance.interval (--cluster.rebalance.interval) is 0s",
+		"cluster.rebalance.new_member_delay (--cluster.rebalance.new-member-delay) is -1s",
+	} {
+		require.ErrorContains(t, err, want)
+	}
+}
+
 func TestPrecedenceDefaultsFileFlags(t *testing.T) {
 	path := writeFile(t, `
 proxy:
@@ -180,6 +217,8 @@ func TestEveryKeyHasAFlag(t *testing.T) {
 		"server.graceful_shutdown_timeout", "log.level", "log.subsystems",
 		"proxy.read_header_timeout", "proxy.idle_timeout", "proxy.max_header_bytes",
 		"proxy.max_response_header_bytes", "upstream.max_streams_per_connection", "gossip.secret_key",
+		"cluster.rebalance.enabled", "cluster.rebalance.tolerance", "cluster.rebalance.min_tolerance",
+		"cluster.rebalance.max_rate", "cluster.rebalance.interval", "cluster.rebalance.new_member_delay",
 	} {
 		require.NotNil(t, fs.Lookup(FlagName(key)[2:]), "no flag for %s", key)
 	}

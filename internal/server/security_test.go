@@ -225,11 +225,18 @@ func TestAdminAuthKeepsProbesOpen(t *testing.T) {
 // gossip key (base64) and join addresses given.
 func clusterServer(t *testing.T, key string, join ...string) (*Server, error) {
 	t.Helper()
+	return clusterServerWith(t, func(cfg *config.Server) { cfg.Gossip.SecretKey = key }, join...)
+}
+
+// clusterServerWith starts a server on the real memberlist cluster,
+// joining join, with its configuration adjusted by adjust.
+func clusterServerWith(t *testing.T, adjust func(*config.Server), join ...string) (*Server, error) {
+	t.Helper()
 	cfg := testConfig()
-	cfg.Gossip.SecretKey = key
 	cfg.Cluster.Join = join
 	cfg.Cluster.JoinTimeout = 2 * time.Second
 	cfg.Cluster.RejoinInterval = 0
+	adjust(cfg)
 	logs := &testutil.LogBuffer{}
 	logger := logging.New(logs, slog.LevelInfo, nil)
 	srv, err := New(cfg, logger, WithMembership(ClusterMembership(cfg, logger)), WithShutdownGrace(0))

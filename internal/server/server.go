@@ -118,10 +118,15 @@ type Server struct {
 	serving                         sync.WaitGroup
 	addrs                           Addrs
 
-	syncing      bool
-	stopSync     chan struct{}
-	stopSyncOnce sync.Once
-	syncDone     chan struct{}
+	syncing  bool
+	stopSync chan struct{}
+	// stopRebalance stops the cluster.rebalance loop (nil: not running);
+	// rebalanceStopped keeps it from starting once the drain began.
+	rebalanceMu      sync.Mutex
+	stopRebalance    func()
+	rebalanceStopped bool
+	stopSyncOnce     sync.Once
+	syncDone         chan struct{}
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -265,6 +270,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return errors.New("server: shut down while starting")
 	}
 	s.ready.Store(true)
+	s.startRebalancing()
 	s.logger.Info("server ready", "proxy", s.addrs.Proxy, "upstream", s.addrs.Upstream, "admin", s.addrs.Admin, "gossip", s.addrs.Gossip)
 	return nil
 }
@@ -322,6 +328,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) drain(ctx context.Context) error {
 	s.shuttingDown.Store(true)
 	s.ready.Store(false)
+	s.stopRebalancing()
 	if s.membership == nil || s.proxySrv == nil {
 		s.closeNow()
 		return nil
@@ -390,6 +397,16 @@ func deadlineOf(ctx context.Context) time.Time {
 	return d
 }
 
+func (s *Server) stopRebalancing() {
+	s.rebalanceMu.Lock()
+	stop := s.stopRebalance
+	s.rebalanceStopped = true
+	s.rebalanceMu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
 func (s *Server) stopSyncing() {
 	s.stopSyncOnce.Do(func() { close(s.stopSync) })
 	if s.syncing {
@@ -400,6 +417,7 @@ func (s *Server) stopSyncing() {
 // closeNow stops everything at once.
 func (s *Server) closeNow() {
 	s.ready.Store(false)
+	s.stopRebalancing()
 	s.stopSyncing()
 	s.registry.Close()
 	for _, srv := range []*http.Server{s.proxySrv, s.upstreamSrv, s.adminSrv} {

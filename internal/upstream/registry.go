@@ -125,6 +125,9 @@ func (s *Session) Protocol() protocol.EndpointProtocol { return s.protocol }
 // RemoteAddr is the agent's address as seen by the upstream listener.
 func (s *Session) RemoteAddr() string { return s.remoteAddr }
 
+// ConnectedAt is when the session was registered.
+func (s *Session) ConnectedAt() time.Time { return s.connectedAt }
+
 // Open opens a stream to the agent. Call it only on an acquired session
 // and call Release once the stream is finished.
 func (s *Session) Open() (*yamux.Stream, error) {
@@ -256,6 +259,18 @@ func (r *Registry) countsLocked() map[string]int {
 		}
 	}
 	return counts
+}
+
+// Routable returns the sessions in routing (not retired, not draining),
+// in no particular order.
+func (r *Registry) Routable() []*Session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]*Session, 0, r.sessions)
+	for _, e := range r.endpoints {
+		out = append(out, e.sessions...)
+	}
+	return out
 }
 
 // Sessions returns the number of registered sessions.
