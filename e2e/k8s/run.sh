@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end proof of the Helm chart on a real Kubernetes (k8s-local, ../shared/k8s-local):
 #
-#   1. bring up k8s-local, build bin/pico (CGO_ENABLED=0), build a one-layer image from it
-#      without a Docker daemon and import it into the node's containerd;
+#   1. bring up k8s-local, build bin/pico (CGO_ENABLED=0), build its image with `make image`
+#      (no Docker daemon) and import the tarball into the node's containerd;
 #   2. `ct install` (chart-testing: install with charts/pico/ci/*-values.yaml, helm test,
 #      uninstall, in a throw-away namespace);
 #   3. the life cycle with Helm in namespace $E2E_NAMESPACE:
@@ -61,8 +61,12 @@ fi
 # A tag per binary content: pods always run the binary just built, never a stale image.
 TAG=e2e-$(sha256sum "$PICO_BIN" | cut -c1-12)
 IMAGE=registry.local/pico
-log "image $IMAGE:$TAG from $PICO_BIN (one layer: /usr/local/bin/pico as entrypoint)"
-"$K8S_LOCAL/img.sh" "$IMAGE:$TAG" -entrypoint /usr/local/bin/pico -file "$PICO_BIN:/usr/local/bin/pico"
+# The image is what `make image` ships (tools/mkimage), not a test-only build of it.
+log "image $IMAGE:$TAG from $PICO_BIN with make image, imported into the node's containerd"
+make --no-print-directory image IMAGE_BINARY="$PICO_BIN" IMAGE_REPOSITORY="$IMAGE" IMAGE_TAG="$TAG" \
+  IMAGE_TAR="$ARTIFACTS/pico-image.tar"
+$K8S_CTR images import "$ARTIFACTS/pico-image.tar" 2>&1 | grep -v DEPRECATION || true
+$K8S_CTR images ls -q | grep -qx "$IMAGE:$TAG" || fail "containerd did not import $IMAGE:$TAG from make image's tarball"
 IMAGE_ARGS=(--set "image.repository=$IMAGE" --set-string "image.tag=$TAG" --set image.pullPolicy=Never)
 
 # ---------------------------------------------------------------- helpers
@@ -174,7 +178,7 @@ helm template "$RELEASE" "$CHART" -n "$NS" --validate "${IMAGE_ARGS[@]}" \
   --set adminService.enabled=true --set networkPolicy.enabled=true --set service.type=NodePort \
   --set ingress.proxy.enabled=true --set 'ingress.proxy.hosts[0]=*.pico.example' \
   --set ingress.upstream.enabled=true --set 'ingress.upstream.hosts[0]=upstream.pico.example' \
-  --set auth.existingSecret=pico-auth --set tls.existingSecret=pico-tls |
+  --set auth.existingSecret=pico-auth --set tls.existingSecret=pico-tls --set grafanaDashboard.enabled=true |
   kubectl apply -n "$NS" --dry-run=server --validate=strict -f - >/dev/null
 echo "server-side dry run (strict) accepted every object"
 # proxy.tls.peerCAs (on by default) needs the CA key in tls.existingSecret: with a live API
