@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/server"
@@ -476,4 +477,27 @@ grafanaDashboard: {enabled: true, namespace: grafana}
 
 	notes = render(t, "pico", "edge", values(t, `{serviceMonitor: {enabled: true}, prometheusRule: {enabled: true}}`)).Notes
 	assert.NotContains(t, notes, "WARNING: serviceMonitor.enabled is false")
+}
+
+func TestPrometheusRuleValidateCatchesWhatTheCRDRefuses(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{`{spec: {groups: []}}`, "spec.groups is empty"},
+		{`{spec: {groups: [{rules: [{alert: A, expr: up}]}]}}`, "spec.groups[0].name is required"},
+		{`{spec: {groups: [{name: a, rules: [{alert: A, expr: up}]}, {name: a, rules: [{alert: B, expr: up}]}]}}`, "not unique"},
+		{`{spec: {groups: [{name: a, interval: 1.5s, rules: [{alert: A, expr: up}]}]}}`, "interval \"1.5s\" is not a Prometheus duration"},
+		{`{spec: {groups: [{name: a, rules: [{alert: A}]}]}}`, "expr is required"},
+		{`{spec: {groups: [{name: a, rules: [{alert: A, record: b, expr: up}]}]}}`, "exactly one of alert and record"},
+		{`{spec: {groups: [{name: a, rules: [{record: "b-c", expr: up}]}]}}`, "not a metric name"},
+		{`{spec: {groups: [{name: a, rules: [{record: b, expr: up, for: 5m}]}]}}`, "a recording rule has no for"},
+		{`{spec: {groups: [{name: a, rules: [{alert: A, expr: up, for: 1d12h}]}]}}`, ""},
+	} {
+		var pr PrometheusRule
+		require.NoError(t, sigsyaml.UnmarshalStrict([]byte(tc.doc), &pr), tc.doc)
+		err := pr.Validate()
+		if tc.want == "" {
+			assert.NoError(t, err, tc.doc)
+		} else if assert.Error(t, err, tc.doc) {
+			assert.Contains(t, err.Error(), tc.want, tc.doc)
+		}
+	}
 }
