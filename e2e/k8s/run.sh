@@ -66,7 +66,7 @@ log "image $IMAGE:$TAG from $PICO_BIN with make image, imported into the node's 
 make --no-print-directory image IMAGE_BINARY="$PICO_BIN" IMAGE_REPOSITORY="$IMAGE" IMAGE_TAG="$TAG" \
   IMAGE_TAR="$ARTIFACTS/pico-image.tar"
 $K8S_CTR images import "$ARTIFACTS/pico-image.tar" 2>&1 | grep -v DEPRECATION || true
-$K8S_CTR images ls -q | grep -qx "$IMAGE:$TAG" || fail "containerd did not import $IMAGE:$TAG from make image's tarball"
+$K8S_CTR images ls -q 2>/dev/null | grep -qx "$IMAGE:$TAG" || fail "containerd did not import $IMAGE:$TAG from make image's tarball"
 IMAGE_ARGS=(--set "image.repository=$IMAGE" --set-string "image.tag=$TAG" --set image.pullPolicy=Never)
 
 # ---------------------------------------------------------------- helpers

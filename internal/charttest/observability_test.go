@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"regexp"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/server"
+	"github.com/pico-proxy/pico/internal/server/servertest"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
 
@@ -407,18 +407,10 @@ func scrapeServingCluster(t *testing.T) map[string]*dto.MetricFamily {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	member := func(join ...string) *server.Server {
-		cfg := config.DefaultServer()
-		cfg.Proxy.BindAddr, cfg.Upstream.BindAddr = "127.0.0.1:0", "127.0.0.1:0"
-		cfg.Admin.BindAddr, cfg.Gossip.BindAddr = "127.0.0.1:0", "127.0.0.1:0"
-		cfg.Gossip.SecretKey = base64.StdEncoding.EncodeToString(key)
-		cfg.Cluster.Join, cfg.Cluster.JoinTimeout, cfg.Cluster.RejoinInterval = join, 20*time.Second, 0
-		logger := slog.New(slog.DiscardHandler)
-		srv, err := server.New(cfg, logger, server.WithMembership(server.ClusterMembership(cfg, logger)),
-			server.WithShutdownGrace(0), server.WithUpstreamWait(0))
-		require.NoError(t, err)
-		require.NoError(t, srv.Start(context.Background()))
-		t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-		return srv
+		return servertest.StartMember(t, func(cfg *config.Server) {
+			cfg.Gossip.SecretKey = base64.StdEncoding.EncodeToString(key)
+			cfg.Cluster.Join = join
+		})
 	}
 	a := member()
 	b := member(a.Addrs().Gossip)
