@@ -172,6 +172,30 @@ log "helm install $RELEASE (3 members) in namespace $NS"
 kubectl delete namespace "$NS" --wait=true --ignore-not-found >/dev/null
 kubectl create namespace "$NS" >/dev/null
 kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
+# The image alone, without the chart's runAsUser or args: the kubelet must accept its own
+# non-root user for runAsNonRoot, and its default command must be a server that gets Ready.
+start=$(now_ms)
+cat <<EOF | kubectl -n "$NS" apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: e2e-bare-image}
+spec:
+  automountServiceAccountToken: false
+  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+  containers:
+    - name: pico
+      image: $IMAGE:$TAG
+      imagePullPolicy: Never
+      readinessProbe: {httpGet: {path: /ready, port: 8002}, periodSeconds: 1}
+      securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+EOF
+if ! kubectl -n "$NS" wait --for=condition=Ready pod/e2e-bare-image --timeout=90s >/dev/null; then
+  kubectl -n "$NS" describe pod e2e-bare-image | tail -15 >&2
+  fail "the image does not run on its own as a non-root server (make image's user or default command)"
+fi
+timing bare-image-ready "$(secs_since "$start")"
+kubectl -n "$NS" delete pod e2e-bare-image --wait=true >/dev/null
+echo "the image alone runs 'pico server' Ready as its non-root user under runAsNonRoot"
 # The API server validates every built-in object the chart can render (optional ones
 # switched on), rejecting unknown fields.
 helm template "$RELEASE" "$CHART" -n "$NS" --validate "${IMAGE_ARGS[@]}" \
