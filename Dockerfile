@@ -1,7 +1,7 @@
 # The single Pico image: the static `pico` binary as the entrypoint, no shell, non-root.
 # The chart passes only arguments (`server ...`, `bootstrap ...`, `selftest ...`), so any
-# image with /usr/local/bin/pico as its entrypoint works the same way; e2e/k8s/run.sh builds
-# an equivalent one-layer image without a Docker daemon.
+# image with /usr/local/bin/pico as its entrypoint works the same way; `make image` builds
+# an equivalent one without a Docker daemon (tools/mkimage), and e2e/k8s/run.sh uses it.
 #
 #   docker build -t pico:dev --build-arg VERSION=$(git describe --tags --always) .
 ARG GO_VERSION=1.26

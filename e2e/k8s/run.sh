@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end proof of the Helm chart on a real Kubernetes (k8s-local, ../shared/k8s-local):
 #
-#   1. bring up k8s-local, build bin/pico (CGO_ENABLED=0), build a one-layer image from it
-#      without a Docker daemon and import it into the node's containerd;
+#   1. bring up k8s-local, build bin/pico (CGO_ENABLED=0), build its image with `make image`
+#      (no Docker daemon) and import the tarball into the node's containerd;
 #   2. `ct install` (chart-testing: install with charts/pico/ci/*-values.yaml, helm test,
 #      uninstall, in a throw-away namespace);
 #   3. the life cycle with Helm in namespace $E2E_NAMESPACE:
@@ -74,10 +74,14 @@ fi
 # A tag per binary content: pods always run the binary just built, never a stale image.
 TAG=e2e-$(sha256sum "$PICO_BIN" | cut -c1-12)
 IMAGE=registry.local/pico
-log "image $IMAGE:$TAG from $PICO_BIN (one layer: /usr/local/bin/pico as entrypoint)"
-"$K8S_LOCAL/img.sh" "$IMAGE:$TAG" -entrypoint /usr/local/bin/pico -file "$PICO_BIN:/usr/local/bin/pico"
+# The image is what `make image` ships (tools/mkimage), not a test-only build of it.
+log "image $IMAGE:$TAG from $PICO_BIN with make image, imported into the node's containerd"
+make --no-print-directory image IMAGE_BINARY="$PICO_BIN" IMAGE_REPOSITORY="$IMAGE" IMAGE_TAG="$TAG" \
+  IMAGE_TAR="$ARTIFACTS/pico-image.tar"
+$K8S_CTR images import "$ARTIFACTS/pico-image.tar" 2>&1 | grep -v DEPRECATION || true
+$K8S_CTR images ls -q 2>/dev/null | grep -qx "$IMAGE:$TAG" || fail "containerd did not import $IMAGE:$TAG from make image's tarball"
 # The same image under the chart's default repository path, for global.imageRegistry=registry.local.
-"$K8S_LOCAL/img.sh" "registry.local/pico-proxy/pico:$TAG" -entrypoint /usr/local/bin/pico -file "$PICO_BIN:/usr/local/bin/pico"
+$K8S_CTR images tag --force "$IMAGE:$TAG" "registry.local/pico-proxy/pico:$TAG" >/dev/null
 IMAGE_ARGS=(--set "image.repository=$IMAGE" --set-string "image.tag=$TAG" --set image.pullPolicy=Never)
 
 # ---------------------------------------------------------------- helpers
@@ -203,6 +207,30 @@ log "namespace $NS: the API server checks the chart's objects before the install
 kubectl delete namespace "$NS" --wait=true --ignore-not-found >/dev/null
 kubectl create namespace "$NS" >/dev/null
 kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
+# The image alone, without the chart's runAsUser or args: the kubelet must accept its own
+# non-root user for runAsNonRoot, and its default command must be a server that gets Ready.
+start=$(now_ms)
+cat <<EOF | kubectl -n "$NS" apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: e2e-bare-image}
+spec:
+  automountServiceAccountToken: false
+  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+  containers:
+    - name: pico
+      image: $IMAGE:$TAG
+      imagePullPolicy: Never
+      readinessProbe: {httpGet: {path: /ready, port: 8002}, periodSeconds: 1}
+      securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+EOF
+if ! kubectl -n "$NS" wait --for=condition=Ready pod/e2e-bare-image --timeout=90s >/dev/null; then
+  kubectl -n "$NS" describe pod e2e-bare-image | tail -15 >&2
+  fail "the image does not run on its own as a non-root server (make image's user or default command)"
+fi
+timing bare-image-ready "$(secs_since "$start")"
+kubectl -n "$NS" delete pod e2e-bare-image --wait=true >/dev/null
+echo "the image alone runs 'pico server' Ready as its non-root user under runAsNonRoot"
 # The API server validates every built-in object the chart can render (optional ones
 # switched on), rejecting unknown fields, and the cert-manager Certificate against
 # cert-manager's CRD (the copy internal/charttest validates with, installed for the dry run
@@ -219,7 +247,8 @@ dry_run() { # extra helm flags: render with them and have the API server validat
     --set ingress.upstream.enabled=true --set 'ingress.upstream.hosts[0]=upstream.pico.example' \
     --set auth.existingSecret=pico-auth --set 'commonAnnotations.example\.com/team=edge' \
     --set tls.certManager.issuerRef.name=pico-ca --set tls.certManager.duration=2160h \
-    --set service.internalTrafficPolicy=Local --set service.labels.exposure=internal "$@" |
+    --set service.internalTrafficPolicy=Local --set service.labels.exposure=internal \
+    --set grafanaDashboard.enabled=true "$@" |
     kubectl apply -n "$NS" --dry-run=server --validate=strict -f - >/dev/null
 }
 dry_run --set service.type=NodePort --set podDisruptionBudget.maxUnavailable=null --set podDisruptionBudget.minAvailable=2

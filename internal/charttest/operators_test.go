@@ -91,8 +91,15 @@ func TestCommonAnnotationsOnEveryObject(t *testing.T) {
 	vals := values(t, fullValues)
 	vals["commonAnnotations"] = map[string]any{"example.com/team": "edge", "example.com/lb": "common"}
 	vals["tls"].(map[string]any)["certManager"] = map[string]any{"issuerRef": map[string]any{"name": "ca"}}
+	vals["prometheusRule"] = map[string]any{"enabled": true, "annotations": map[string]any{"example.com/rule": "own"}}
+	vals["grafanaDashboard"] = map[string]any{"enabled": true}
 	r := render(t, "edge", "apps", vals)
-	require.GreaterOrEqual(t, len(r.Objects), 16)
+	require.GreaterOrEqual(t, len(r.Objects), 18)
+	kinds := map[string]bool{}
+	for _, o := range r.Objects {
+		kinds[o.Kind] = true
+	}
+	require.True(t, kinds["PrometheusRule"] && kinds["ConfigMap"], "the rule and the dashboard are rendered too")
 	for _, o := range r.Objects {
 		meta := objectMeta(t, o)
 		assert.Equal(t, "edge", meta.Annotations["example.com/team"], "%s/%s", o.Kind, o.Name)

@@ -120,6 +120,8 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &networkingv1.Ingress{}, nil
 	case "monitoring.coreos.com/v1/ServiceMonitor":
 		return &ServiceMonitor{}, nil
+	case "monitoring.coreos.com/v1/PrometheusRule":
+		return &PrometheusRule{}, nil
 	case "gateway.networking.k8s.io/v1/HTTPRoute":
 		return &HTTPRoute{}, nil
 	case "cert-manager.io/v1/Certificate":

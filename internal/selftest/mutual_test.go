@@ -2,8 +2,6 @@ package selftest
 
 import (
 	"bufio"
-	"context"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/server"
+	"github.com/pico-proxy/pico/internal/server/servertest"
 	"github.com/pico-proxy/pico/internal/tlsconfig/tlstest"
 )
 
@@ -48,29 +47,9 @@ func startMutualCluster(t *testing.T) *mutualCluster {
 		proxyClient:    proxyCA.Client(t, "selftest-proxy").Write(t, dir, "proxy-client"),
 		upstreamClient: upstreamCA.Client(t, "selftest-agent").Write(t, dir, "upstream-client"),
 	}
-	m.a = startMember(t, mutual)
-	m.b = startMember(t, mutual, func(c *config.Server) { c.Cluster.Join = []string{m.a.Addrs().Gossip} })
+	m.a = servertest.StartMember(t, mutual)
+	m.b = servertest.StartMember(t, mutual, func(c *config.Server) { c.Cluster.Join = []string{m.a.Addrs().Gossip} })
 	return m
-}
-
-// startMember runs a real server on loopback ports as a member of a memberlist cluster (the
-// other tests' servers stand alone); edits change its configuration first.
-func startMember(t *testing.T, edits ...func(*config.Server)) *server.Server {
-	t.Helper()
-	cfg := config.DefaultServer()
-	cfg.Proxy.BindAddr, cfg.Upstream.BindAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Admin.BindAddr, cfg.Gossip.BindAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Cluster.JoinTimeout, cfg.Cluster.RejoinInterval = 5*time.Second, 0
-	for _, edit := range edits {
-		edit(cfg)
-	}
-	logger := slog.New(slog.DiscardHandler)
-	srv, err := server.New(cfg, logger, server.WithMembership(server.ClusterMembership(cfg, logger)),
-		server.WithShutdownGrace(0), server.WithUpstreamWait(0))
-	require.NoError(t, err)
-	require.NoError(t, srv.Start(context.Background()))
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	return srv
 }
 
 // good registers the test upstream on member a and sends the requests to member b, so every

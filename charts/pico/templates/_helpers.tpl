@@ -411,3 +411,18 @@ entry lists the host, or lists none (then it covers every host); else "http". Ca
 {{- end }}
 {{- ternary "https" "http" $tls }}
 {{- end }}
+
+{{/*
+labels and annotations of one alert of the PrometheusRule: prometheusRule.alertLabels with
+its severity, prometheusRule.alertAnnotations with its summary and description. Called with
+(dict "root" $ "severity" ... "summary" ... "description" ...).
+*/}}
+{{- define "pico.alertMeta" -}}
+{{- $r := .root.Values.prometheusRule }}
+{{- $labels := merge (dict "severity" .severity) (default dict $r.alertLabels) }}
+{{- $annotations := merge (dict "summary" .summary "description" .description) (default dict $r.alertAnnotations) -}}
+labels:
+  {{- toYaml $labels | nindent 2 }}
+annotations:
+  {{- toYaml $annotations | nindent 2 }}
+{{- end }}
