@@ -85,7 +85,7 @@ e2e-k8s: build ## the chart on a real single-node Kubernetes (../shared/k8s-loca
 	./e2e/k8s/run.sh
 
 bench: build ## throughput and latency: direct vs through Pico (prints a table)
-	$(GO) run ./cmd/pico-bench
+	$(GO) run ./bench
 
 fuzz: ## run every fuzz target for 20s each
 	@for pkg in $$($(GO) list ./...); do \
