@@ -39,6 +39,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pico-proxy/pico/internal/testutil/picoproc"
 )
 
 func main() {
@@ -187,7 +189,7 @@ func run() error {
 	go func() {
 		sig := <-signals
 		fmt.Fprintf(os.Stderr, "pico-bench: %s: stopping the servers and agents\n", sig)
-		terminateAll(15 * time.Second)
+		picoproc.TerminateAll(15 * time.Second)
 		os.Exit(1)
 	}()
 	tmp, err := os.MkdirTemp("", "pico-bench")
