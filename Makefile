@@ -4,6 +4,13 @@ SHELL := /usr/bin/env bash
 
 GO       ?= go
 BIN      := bin
+BENCH_FLAGS ?=
+
+# Three Go modules: Pico (.), the benchmark (bench/, which brings gonum/plot) and the image
+# builder (tools/mkimage); each target names the module it runs in (go -C). A go.work (`make
+# workspace`, ignored by git) is for editors only: every target builds each module from its own
+# go.mod, so a local workspace never changes the versions Pico is built with.
+export GOWORK := off
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/pico-proxy/pico/internal/version.Version=$(VERSION)
 
@@ -29,7 +36,7 @@ MKIMAGE_FLAGS = -ca-certs '$(CA_CERTS)' -created $(SOURCE_DATE_EPOCH) \
 	-label org.opencontainers.image.version=$(VERSION) \
 	-label org.opencontainers.image.revision=$(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
-.PHONY: help build demo test lint fmt vet chart-lint chart-readme e2e e2e-k8s bench fuzz clean image image-push $(MKIMAGE) FORCE
+.PHONY: help build demo test lint fmt vet chart-lint chart-readme e2e e2e-k8s bench fuzz workspace clean image image-push $(MKIMAGE) FORCE
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -59,6 +66,7 @@ demo: build ## run a local 3-node cluster with a demo upstream and an agent (Ctr
 
 test: lint ## everything that needs no root: vet, gofmt, unit + integration tests with -race, chart tests
 	$(GO) test -race -count=1 ./...
+	$(GO) -C bench test -race -count=1 ./...
 	$(GO) -C tools/mkimage test -race -count=1 ./...
 
 lint: fmt vet ## gofmt and go vet
@@ -70,6 +78,7 @@ fmt:
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
+	$(GO) -C bench vet ./...
 	$(GO) -C tools/mkimage vet ./...
 
 chart-readme: ## regenerate charts/pico/README.md from values.yaml (a test fails while it is stale)
@@ -84,14 +93,18 @@ e2e: build ## multi-node end-to-end tests with real processes (needs root for ne
 e2e-k8s: build ## the chart on a real single-node Kubernetes (../shared/k8s-local)
 	./e2e/k8s/run.sh
 
-bench: build ## throughput and latency: direct vs through Pico (prints a table)
-	$(GO) run ./cmd/pico-bench
+bench: build ## the benchmark report bench/RESULTS.md + results.png (flags: BENCH_FLAGS='--sections headline --duration 2s')
+	$(GO) -C bench build -o $(CURDIR)/$(BIN)/pico-bench .
+	./$(BIN)/pico-bench $(BENCH_FLAGS)
 
 fuzz: ## run every fuzz target for 20s each
 	@for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg; \
 	  done; done
+
+workspace: ## a go.work over the three modules for editors and gopls (ignored by git; make ignores it)
+	GOWORK= $(GO) work init . ./bench ./tools/mkimage
 
 clean:
 	rm -rf $(BIN)

@@ -3,9 +3,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,15 +13,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/testutil"
+	"github.com/pico-proxy/pico/internal/testutil/picoproc"
 )
 
 // picoBin is the pico binary under test: $PICO_BIN, or built by TestMain.
@@ -57,45 +56,52 @@ func nextIP() string {
 	return fmt.Sprintf("127.0.%d.%d", 10+n/250, 1+n%250)
 }
 
-// Process is a pico child process whose output goes to a log file that is
+// Process is a pico child process (picoproc.Process) whose output is
 // printed when the test fails.
 type Process struct {
-	Name string
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
-	mu   sync.Mutex
-	done chan struct{}
-	err  error
-}
-
-type lockedWriter struct {
-	mu  *sync.Mutex
-	buf *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
+	*picoproc.Process
 }
 
 // ProcOption adjusts how a process is started.
-type ProcOption func(*exec.Cmd)
+type ProcOption func(*picoproc.Spec)
 
 // WithResolvConf runs the process in its own mount namespace where
 // /etc/resolv.conf is the given file (needs root): its DNS view is the
 // test's DNS server.
 func WithResolvConf(path string) ProcOption {
-	return func(c *exec.Cmd) {
-		args := append([]string{"-m", "--", "sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec "$@"`, path}, c.Args...)
-		c.Path, _ = exec.LookPath("unshare")
-		c.Args = append([]string{"unshare"}, args...)
+	return func(s *picoproc.Spec) {
+		s.Prepare = func(c *exec.Cmd) {
+			args := append([]string{"-m", "--", "sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec "$@"`, path}, c.Args...)
+			c.Path, _ = exec.LookPath("unshare")
+			c.Args = append([]string{"unshare"}, args...)
+		}
 	}
 }
 
 // WithEnv adds environment variables.
 func WithEnv(kv ...string) ProcOption {
-	return func(c *exec.Cmd) { c.Env = append(c.Env, kv...) }
+	return func(s *picoproc.Spec) { s.Env = append(s.Env, kv...) }
+}
+
+func spec(name string, args []string, opts []ProcOption) picoproc.Spec {
+	s := picoproc.Spec{Name: name, Bin: picoBin, Args: args}
+	for _, o := range opts {
+		o(&s)
+	}
+	return s
+}
+
+// cleanupProcess kills p at cleanup if it is still running, and logs its
+// output if the test failed, or always when $PICO_E2E_LOGS is set.
+func cleanupProcess(t testing.TB, p *picoproc.Process) {
+	t.Cleanup(func() {
+		if !p.Exited() {
+			_ = p.Kill(testutil.StopTimeout)
+		}
+		if t.Failed() || os.Getenv("PICO_E2E_LOGS") != "" {
+			t.Logf("---- log of %s (%s) ----\n%s", p.Name, strings.Join(p.Args, " "), p.Log())
+		}
+	})
 }
 
 // StartProcess starts `pico args...`; it is stopped (SIGKILL) at cleanup if
@@ -103,102 +109,47 @@ func WithEnv(kv ...string) ProcOption {
 // always when $PICO_E2E_LOGS is set.
 func StartProcess(t testing.TB, name string, args []string, opts ...ProcOption) *Process {
 	t.Helper()
-	p := &Process{Name: name, log: &bytes.Buffer{}, done: make(chan struct{})}
-	cmd := exec.Command(picoBin, args...)
-	cmd.Env = os.Environ()
-	for _, o := range opts {
-		o(cmd)
-	}
-	w := lockedWriter{&p.mu, p.log}
-	cmd.Stdout, cmd.Stderr = w, w
-	require.NoError(t, cmd.Start(), "starting %s", name)
-	p.cmd = cmd
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() || os.Getenv("PICO_E2E_LOGS") != "" {
-			t.Logf("---- log of %s (%s) ----\n%s", name, strings.Join(args, " "), p.Log())
-		}
-	})
-	return p
-}
-
-// Log returns the process output so far.
-func (p *Process) Log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-// PID is the process ID.
-func (p *Process) PID() int { return p.cmd.Process.Pid }
-
-// Exited reports whether the process has exited.
-func (p *Process) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+	p, err := picoproc.Start(spec(name, args, opts))
+	require.NoError(t, err)
+	cleanupProcess(t, p)
+	return &Process{p}
 }
 
 // Terminate sends SIGTERM and waits up to timeout for the exit; it returns
 // the exit code.
 func (p *Process) Terminate(t testing.TB, timeout time.Duration) int {
 	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	return p.Wait(t, timeout)
+	if _, err := p.Process.Terminate(timeout); errors.Is(err, picoproc.ErrTimeout) {
+		require.FailNow(t, "process did not exit", "%s still running after %s", p.Name, timeout)
+	}
+	return p.ExitCode()
 }
 
 // Kill sends SIGKILL and waits for the exit.
 func (p *Process) Kill(t testing.TB) {
 	t.Helper()
-	_ = p.cmd.Process.Kill()
-	p.Wait(t, 10*time.Second)
+	require.NoError(t, p.Process.Kill(10*time.Second), "process did not exit")
 }
 
 // Wait waits up to timeout for the process to exit and returns its code.
 func (p *Process) Wait(t testing.TB, timeout time.Duration) int {
 	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
+	if err := p.Process.Wait(timeout); errors.Is(err, picoproc.ErrTimeout) {
 		require.FailNow(t, "process did not exit", "%s still running after %s", p.Name, timeout)
 	}
-	if p.err == nil {
-		return 0
-	}
-	if ee, ok := p.err.(*exec.ExitError); ok {
-		return ee.ExitCode()
-	}
-	return -1
+	return p.ExitCode()
 }
 
-// Node is a `pico server` process on its own loopback IP with the default
-// ports.
+// Node is a `pico server` process (picoproc.Server) on its own loopback IP
+// with the default ports.
 type Node struct {
 	*Process
-	IP string
+	*picoproc.Server
 	// extra and opts are the flags and options it was started with (for
 	// StartAgain).
 	extra []string
 	opts  []ProcOption
 }
-
-// ProxyURL, UpstreamURL and AdminURL are the node's listeners.
-func (n *Node) ProxyURL() string    { return "http://" + n.IP + ":8000" }
-func (n *Node) UpstreamURL() string { return "http://" + n.IP + ":8001" }
-func (n *Node) AdminURL() string    { return "http://" + n.IP + ":8002" }
-func (n *Node) GossipAddr() string  { return n.IP + ":8003" }
 
 // StartNode starts `pico server` on ip (nextIP() when empty) with extra
 // flags and waits until it is ready.
@@ -215,17 +166,15 @@ func StartNodeNoWait(t testing.TB, ip string, extra []string, opts ...ProcOption
 	if ip == "" {
 		ip = nextIP()
 	}
-	args := []string{"server",
-		"--proxy.bind-addr", ip + ":8000",
-		"--upstream.bind-addr", ip + ":8001",
-		"--admin.bind-addr", ip + ":8002",
-		"--gossip.bind-addr", ip + ":8003",
+	args := append([]string{
 		"--server.graceful-shutdown-timeout", "20s",
 		"--server.drain-delay", "1s", // the tests' load balancers drop a node before SIGTERM
 		"--log.level", "debug",
-	}
-	args = append(args, extra...)
-	return &Node{Process: StartProcess(t, "server@"+ip, args, opts...), IP: ip, extra: extra, opts: opts}
+	}, extra...)
+	s, err := picoproc.StartServer(spec("server@"+ip, args, opts), ip)
+	require.NoError(t, err)
+	cleanupProcess(t, s.Process)
+	return &Node{Process: &Process{s.Process}, Server: s, extra: extra, opts: opts}
 }
 
 // StartAgain starts a new `pico server` process on the node's IP with the
@@ -254,67 +203,20 @@ func (n *Node) ID(t testing.TB) string {
 // WaitReady waits until GET /ready answers 200.
 func (n *Node) WaitReady(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		if n.Exited() {
-			return true
-		}
-		resp, err := http.Get(n.AdminURL() + "/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, timeout, 20*time.Millisecond, "%s not ready", n.Name)
-	require.False(t, n.Exited(), "%s exited before it was ready:\n%s", n.Name, n.Log())
+	require.NoError(t, n.Server.WaitReady(timeout), "log of %s:\n%s", n.Name, n.Log())
 }
 
 // Members returns the node's view of the cluster.
 func (n *Node) Members(t testing.TB) []cluster.NodeSummary {
 	t.Helper()
-	var out []cluster.NodeSummary
-	getJSON(t, n.AdminURL()+"/status/cluster/nodes", &out)
+	out, err := n.Server.Members()
+	require.NoError(t, err)
 	return out
 }
 
 // TryMembers returns the node's view of the cluster, or an error if the
 // admin API cannot be reached (for use inside require.Eventually).
-func (n *Node) TryMembers() ([]cluster.NodeSummary, error) {
-	resp, err := http.Get(n.AdminURL() + "/status/cluster/nodes")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var nodes []cluster.NodeSummary
-	if err := json.NewDecoder(resp.Body).Decode(&nodes); err != nil {
-		return nil, err
-	}
-	return nodes, nil
-}
-
-// ActiveIDs returns the IDs the node lists as active, or nil if the admin
-// API cannot be reached.
-func (n *Node) ActiveIDs() []string {
-	nodes, err := n.TryMembers()
-	if err != nil {
-		return nil
-	}
-	var ids []string
-	for _, m := range nodes {
-		if m.Status == cluster.StatusActive {
-			ids = append(ids, m.ID)
-		}
-	}
-	return ids
-}
-
-func getJSON(t testing.TB, url string, v any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode, "GET %s", url)
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
-}
+func (n *Node) TryMembers() ([]cluster.NodeSummary, error) { return n.Server.Members() }
 
 // StartAgent starts `pico agent http endpoint addr` connected to url.
 func StartAgent(t testing.TB, connectURL, endpoint, addr string, extra ...string) *Process {

@@ -26,7 +26,7 @@ const (
 func (r *report) markdown(w io.Writer, chart bool) {
 	m := r.Machine
 	fmt.Fprintf(w, "# Pico benchmark report\n\n")
-	fmt.Fprintf(w, "Produced by `%s` (`make bench` builds `bin/pico`, then runs `go run ./cmd/pico-bench`) on %s; the run took %s. "+
+	fmt.Fprintf(w, "Produced by `%s` (`make bench` builds `bin/pico` and, from the `bench/` module, `bin/pico-bench`, then runs it) on %s; the run took %s. "+
 		"Every figure below comes from this one run on this machine, and every Pico figure was measured next to its direct baseline.\n\n",
 		r.command(), r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Finished.Sub(r.Started).Round(time.Second))
 

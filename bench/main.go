@@ -18,7 +18,11 @@
 //
 // It prints the tables and writes bench/RESULTS.md and bench/results.png.
 //
-//	go run ./cmd/pico-bench [--pico bin/pico] [--out bench] [--sections headline,sweep,...]
+// It is its own Go module (so that gonum/plot stays out of Pico's go.mod)
+// and runs from the repository's root:
+//
+//	make bench [BENCH_FLAGS='--sections headline,sweep,... --duration 5s']
+//	go -C bench build -o ../bin/pico-bench . && bin/pico-bench [--pico bin/pico] [--out bench] [...]
 package main
 
 import (
@@ -35,6 +39,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pico-proxy/pico/internal/testutil/picoproc"
 )
 
 func main() {
@@ -183,7 +189,7 @@ func run() error {
 	go func() {
 		sig := <-signals
 		fmt.Fprintf(os.Stderr, "pico-bench: %s: stopping the servers and agents\n", sig)
-		terminateAll(15 * time.Second)
+		picoproc.TerminateAll(15 * time.Second)
 		os.Exit(1)
 	}()
 	tmp, err := os.MkdirTemp("", "pico-bench")

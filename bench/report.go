@@ -418,7 +418,7 @@ func (r *report) command() string {
 	if len(r.Args) == 0 {
 		return "make bench"
 	}
-	return "make build && go run ./cmd/pico-bench " + strings.Join(r.Args, " ")
+	return "make bench BENCH_FLAGS='" + strings.Join(r.Args, " ") + "'"
 }
 
 // writeText prints the tables to w.

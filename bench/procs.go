@@ -3,151 +3,79 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/testutil/picoproc"
 )
 
-// proc is a child process whose output goes to a log file.
+// proc is a child process whose output goes to a log file in the run's
+// log directory.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error // cmd.Wait's result, set before done is closed
+	*picoproc.Process
 }
 
 func startProc(bin, logDir, name string, args ...string) (*proc, error) {
-	logPath := filepath.Join(logDir, name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := picoproc.Start(picoproc.Spec{Name: name, Bin: bin, Args: args, LogFile: filepath.Join(logDir, name+".log")})
 	if err != nil {
-		return nil, fmt.Errorf("log file of %s: %w", name, err)
+		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	running.Store(p, struct{}{})
-	go func() {
-		p.err = cmd.Wait()
-		logFile.Close()
-		running.Delete(p)
-		close(p.done)
-	}()
-	return p, nil
+	return &proc{p}, nil
 }
 
-// running holds every child process that has not exited.
-var running sync.Map
-
-// terminateAll stops every running child process (on an interrupt).
-func terminateAll(timeout time.Duration) {
-	var wg sync.WaitGroup
-	running.Range(func(k, _ any) bool {
-		wg.Go(func() { _, _ = k.(*proc).terminate(timeout) })
-		return true
-	})
-	wg.Wait()
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+func (p *proc) pid() int { return p.PID() }
 
 // terminate sends SIGTERM and waits for the exit (SIGKILL after timeout).
 // It returns how long the process took to exit and its exit error.
 func (p *proc) terminate(timeout time.Duration) (time.Duration, error) {
-	start := time.Now()
-	select {
-	case <-p.done:
-		return 0, p.err
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return time.Since(start), p.err
-	case <-time.After(timeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return time.Since(start), fmt.Errorf("%s did not exit within %s of SIGTERM; killed", p.name, timeout)
-	}
+	return p.Terminate(timeout)
 }
 
 func (p *proc) stop() { _, _ = p.terminate(90 * time.Second) }
 
-// node is a `pico server` process on its own loopback IP with the default
-// ports.
+// node is a `pico server` process (picoproc.Server) on its own loopback IP
+// with the default ports.
 type node struct {
 	*proc
-	ip string
+	server *picoproc.Server
+	ip     string
 }
 
-func (n *node) proxyURL() string    { return "http://" + n.ip + ":8000" }
-func (n *node) upstreamURL() string { return "http://" + n.ip + ":8001" }
-func (n *node) adminURL() string    { return "http://" + n.ip + ":8002" }
+func (n *node) proxyURL() string    { return n.server.ProxyURL() }
+func (n *node) upstreamURL() string { return n.server.UpstreamURL() }
+func (n *node) adminURL() string    { return n.server.AdminURL() }
 
 // startNode starts `pico server` on ip, joining join (IPs), and waits for
 // /ready.
 func startNode(o *options, logDir, ip string, join []string, extra ...string) (*node, error) {
-	args := []string{"server",
-		"--proxy.bind-addr", ip + ":8000", "--upstream.bind-addr", ip + ":8001",
-		"--admin.bind-addr", ip + ":8002", "--gossip.bind-addr", ip + ":8003",
-		"--log.level", "warn"}
+	args := []string{"--log.level", "warn"}
 	if len(join) > 0 {
 		args = append(args, "--cluster.join", strings.Join(join, ","))
 	}
-	for _, port := range []string{"8000", "8001", "8002", "8003"} {
-		ln, err := net.Listen("tcp", net.JoinHostPort(ip, port))
-		if err != nil {
-			return nil, fmt.Errorf("%s:%s is taken by another process (another pico-bench? choose other addresses with --first-ip): %w", ip, port, err)
-		}
-		ln.Close()
+	if err := picoproc.PortsFree(ip); err != nil {
+		return nil, fmt.Errorf("%w (another pico-bench? choose other addresses with --first-ip)", err)
 	}
-	p, err := startProc(o.pico, logDir, "server-"+ip, append(args, extra...)...)
+	name := "server-" + ip
+	s, err := picoproc.StartServer(picoproc.Spec{Name: name, Bin: o.pico, Args: append(args, extra...),
+		LogFile: filepath.Join(logDir, name+".log")}, ip)
 	if err != nil {
 		return nil, err
 	}
-	n := &node{proc: p, ip: ip}
-	if err := n.waitReady(30 * time.Second); err != nil {
-		p.stop()
-		return nil, err
+	n := &node{proc: &proc{s.Process}, server: s, ip: ip}
+	if err := s.WaitReady(30 * time.Second); err != nil {
+		n.stop()
+		return nil, fmt.Errorf("%w (log %s)", err, n.LogFile)
 	}
 	return n, nil
-}
-
-func (n *node) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-n.done:
-			return fmt.Errorf("node %s exited before it was ready: %v (log %s)", n.ip, n.err, n.log)
-		default:
-		}
-		resp, err := http.Get(n.adminURL() + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("node %s not ready within %s (log %s)", n.ip, timeout, n.log)
 }
 
 // procStatus returns a field of /proc/PID/status in bytes (VmRSS, VmHWM).
@@ -238,8 +166,8 @@ func waitMembers(nodes []*node, want int, timeout time.Duration) error {
 	for {
 		short := ""
 		for _, n := range nodes {
-			if got, err := activeMembers(n); err != nil || got != want {
-				short = fmt.Sprintf("node %s sees %d active members (error %v), want %d", n.ip, got, err, want)
+			if got, err := n.server.Members(); err != nil || countActive(got) != want {
+				short = fmt.Sprintf("node %s sees %d active members (error %v), want %d", n.ip, countActive(got), err, want)
 				break
 			}
 		}
@@ -253,23 +181,14 @@ func waitMembers(nodes []*node, want int, timeout time.Duration) error {
 	}
 }
 
-func activeMembers(n *node) (int, error) {
-	resp, err := http.Get(n.adminURL() + "/status/cluster/nodes")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var members []cluster.NodeSummary
-	if err := json.NewDecoder(resp.Body).Decode(&members); err != nil {
-		return 0, fmt.Errorf("decoding /status/cluster/nodes: %w", err)
-	}
+func countActive(members []cluster.NodeSummary) int {
 	active := 0
 	for _, m := range members {
 		if m.Status == cluster.StatusActive {
 			active++
 		}
 	}
-	return active, nil
+	return active
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat CPU times (100 on
