@@ -41,7 +41,7 @@ func BenchmarkProxyHTTP(b *testing.B) {
 	b.Run("pico", func(b *testing.B) {
 		cfg := testConfig()
 		// The access log is formatted as in production, then discarded.
-		srv, err := New(cfg, logging.New(io.Discard, slog.LevelInfo, nil), WithShutdownGrace(0))
+		srv, err := New(cfg, logging.New(io.Discard, slog.LevelInfo, nil))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -30,7 +30,7 @@ func readyStatus(t *testing.T, s *testServer) int {
 }
 
 func TestGracefulShutdown(t *testing.T) {
-	s := startServer(t, serverSetup{opts: []Option{WithShutdownGrace(300 * time.Millisecond)}})
+	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Server.DrainDelay = 300 * time.Millisecond }})
 	require.Equal(t, http.StatusOK, readyStatus(t, s))
 
 	entered := make(chan struct{})

@@ -18,7 +18,6 @@
 package server
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,51 +42,16 @@ import (
 type Option func(*options)
 
 type options struct {
-	membership    MembershipFactory
-	upstreamWait  *time.Duration // nil: proxy.upstream_wait
-	shutdownGrace *time.Duration // nil: server.drain_delay
-	streamReuse   *bool          // nil: upstream.reuse_streams
-	metrics       *prometheus.Registry
-	suspectAfter  time.Duration         // 0: the proxy's default
-	probe         upstream.ProbeOptions // zero fields: upstream.DefaultProbe
+	membership MembershipFactory
+	// Liveness checks of agents, set only by tests (export_test.go):
+	// there is no configuration key for them.
+	suspectAfter time.Duration         // 0: the proxy's default
+	probe        upstream.ProbeOptions // zero fields: upstream.DefaultProbe
 }
 
 // WithMembership plugs in the cluster membership (default: Standalone).
 func WithMembership(f MembershipFactory) Option {
 	return func(o *options) { o.membership = f }
-}
-
-// WithUpstreamWait overrides proxy.upstream_wait: how long a request for
-// an endpoint without any upstream waits for one to appear before 502.
-func WithUpstreamWait(d time.Duration) Option {
-	return func(o *options) { o.upstreamWait = &d }
-}
-
-// WithShutdownGrace overrides server.drain_delay: how long the proxy port
-// keeps serving new requests after the drain began (bounded by a quarter
-// of server.graceful_shutdown_timeout).
-func WithShutdownGrace(d time.Duration) Option {
-	return func(o *options) { o.shutdownGrace = &d }
-}
-
-// WithStreamReuse overrides upstream.reuse_streams: HTTP keep-alive on
-// the yamux streams to agents (see proxy.Options.OneRequestPerStream).
-func WithStreamReuse(on bool) Option {
-	return func(o *options) { o.streamReuse = &on }
-}
-
-// WithLiveness overrides how agents that stopped answering are found: a
-// response head slower than suspectAfter has its upstream connection
-// pinged, under probe (see upstream.ProbeOptions).
-func WithLiveness(suspectAfter time.Duration, probe upstream.ProbeOptions) Option {
-	return func(o *options) { o.suspectAfter, o.probe = suspectAfter, probe }
-}
-
-// WithMetricsRegistry makes the server register its metrics in reg and
-// serve reg on /metrics (default: a fresh registry with the Go and process
-// collectors).
-func WithMetricsRegistry(reg *prometheus.Registry) Option {
-	return func(o *options) { o.metrics = reg }
 }
 
 // Addrs are the bound listener addresses.
@@ -147,10 +111,8 @@ func New(cfg *config.Server, logger *slog.Logger, opts ...Option) (*Server, erro
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.metrics == nil {
-		o.metrics = prometheus.NewRegistry()
-		o.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sec, err := newSecurity(cfg, logger)
 	if err != nil {
 		return nil, err
@@ -166,13 +128,13 @@ func New(cfg *config.Server, logger *slog.Logger, opts ...Option) (*Server, erro
 		logger:   logger.With("subsystem", "server"),
 		opts:     o,
 		id:       id,
-		metrics:  o.metrics,
+		metrics:  metrics,
 		stopSync: make(chan struct{}),
 		syncDone: make(chan struct{}),
 	}
 	s.registry = upstream.NewRegistry(logger, upstream.RegistryOptions{
 		MaxStreamsPerConnection: cfg.Upstream.MaxStreamsPerConnection,
-		Metrics:                 o.metrics,
+		Metrics:                 metrics,
 		Probe:                   o.probe,
 	})
 	return s, nil
@@ -238,11 +200,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		LocalID:                s.id,
 		GatewayTimeout:         s.cfg.Proxy.GatewayTimeout,
 		MaxResponseHeaderBytes: int64(s.cfg.Proxy.MaxResponseHeaderBytes),
-		UpstreamWait:           *cmp.Or(s.opts.upstreamWait, &s.cfg.Proxy.UpstreamWait),
+		UpstreamWait:           s.cfg.Proxy.UpstreamWait,
 		SuspectAfter:           s.opts.suspectAfter,
 		Auth:                   s.security.proxyAuth,
 		DialNode:               s.security.dialNode(),
-		OneRequestPerStream:    !s.reuseStreams(),
+		OneRequestPerStream:    !s.cfg.Upstream.ReuseStreams,
 		Metrics:                s.metrics,
 		Logger:                 s.base,
 	})
@@ -346,11 +308,7 @@ func (s *Server) drain(ctx context.Context) error {
 	// Lame duck: keep serving (without keep-alive) so that load
 	// balancers and peers notice the node is leaving.
 	s.proxySrv.SetKeepAlivesEnabled(false)
-	delay := s.cfg.Server.DrainDelay
-	if s.opts.shutdownGrace != nil {
-		delay = *s.opts.shutdownGrace
-	}
-	grace := min(delay, timeout/4)
+	grace := min(s.cfg.Server.DrainDelay, timeout/4)
 	if grace > 0 {
 		t := time.NewTimer(grace)
 		select {
@@ -440,13 +398,4 @@ func (s *Server) closeNow() {
 	}
 	s.serving.Wait()
 	s.security.close()
-}
-
-// reuseStreams reports whether several HTTP requests may share one yamux
-// stream to an agent.
-func (s *Server) reuseStreams() bool {
-	if s.opts.streamReuse != nil {
-		return *s.opts.streamReuse
-	}
-	return s.cfg.Upstream.ReuseStreams
 }
