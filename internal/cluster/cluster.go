@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/filereload"
 )
@@ -156,7 +157,7 @@ type Cluster struct {
 
 // localState is what this node publishes about itself.
 type localState struct {
-	status    string         // StatusActive, StatusLeaving or StatusLeft
+	status    string         // adminapi.StatusActive, adminapi.StatusLeaving or adminapi.StatusLeft
 	desired   map[string]int // latest UpdateLocalEndpoints (never mutated)
 	upstreams int            // sum of desired
 	// The last published state and its version.
@@ -192,7 +193,7 @@ func New(cfg Config) (*Cluster, error) {
 		publishCh: make(chan struct{}, 1),
 		metaCh:    make(chan struct{}, 1),
 		stop:      make(chan struct{}),
-		local:     localState{status: StatusActive, desired: map[string]int{}, published: map[string]int{}},
+		local:     localState{status: adminapi.StatusActive, desired: map[string]int{}, published: map[string]int{}},
 	}
 	if c.resolver == nil {
 		c.resolver = net.DefaultResolver
@@ -310,18 +311,14 @@ func (c *Cluster) GossipAddr() string { return c.gossipAddr.String() }
 // gossip), while it keeps serving. Call it first when draining.
 func (c *Cluster) SetLeaving() {
 	c.mu.Lock()
-	if c.local.status == StatusActive {
-		c.local.status = StatusLeaving
+	if c.local.status == adminapi.StatusActive {
+		c.local.status = adminapi.StatusLeaving
 	}
 	c.notifyLocked()
 	c.mu.Unlock()
 	signal(c.publishCh)
 	c.log.Info("node is leaving: peers stop routing to it")
 }
-
-// MarkLeaving is SetLeaving under the name internal/server's Membership
-// interface uses.
-func (c *Cluster) MarkLeaving() { c.SetLeaving() }
 
 // Leave announces that the node leaves the cluster so that the other
 // members drop it at once instead of after failure detection. It waits up
@@ -337,7 +334,7 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	}
 	c.left = true
 	c.mu.Lock()
-	c.local.status = StatusLeft
+	c.local.status = adminapi.StatusLeft
 	c.notifyLocked()
 	c.mu.Unlock()
 	// Tell every member directly that this node is leaving (if SetLeaving

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/adminapi"
 )
 
 func TestThreeNodesFormOneCluster(t *testing.T) {
@@ -24,7 +26,7 @@ func TestThreeNodesFormOneCluster(t *testing.T) {
 				}
 			}
 			require.Equal(t, other.LocalID(), m.ID)
-			require.Equal(t, StatusActive, m.Status)
+			require.Equal(t, adminapi.StatusActive, m.Status)
 			require.Equal(t, other.cfg.ProxyAddr, m.ProxyAddr)
 			require.Equal(t, other.cfg.AdminAddr, m.AdminAddr)
 			require.Equal(t, other.cfg.UpstreamAddr, m.UpstreamAddr)
@@ -166,9 +168,9 @@ func TestLeavingNodeGetsNoNewRequests(t *testing.T) {
 	}, eventually, tick)
 
 	a.SetLeaving()
-	require.Equal(t, StatusLeaving, status(a, a.LocalID()))
+	require.Equal(t, adminapi.StatusLeaving, status(a, a.LocalID()))
 	for _, n := range []*Cluster{b, c} {
-		require.Eventually(t, func() bool { return status(n, a.LocalID()) == StatusLeaving }, eventually, tick)
+		require.Eventually(t, func() bool { return status(n, a.LocalID()) == adminapi.StatusLeaving }, eventually, tick)
 	}
 	for range 100 {
 		n, ok := c.PickRemote("e")
@@ -198,7 +200,7 @@ func TestGracefulLeaveRemovesTheNodeAtOnce(t *testing.T) {
 	// be what removes it: only the leave message can, and it marks the
 	// node "left", never "dead".
 	for _, n := range nodes[1:] {
-		require.Eventually(t, func() bool { return status(n, a.LocalID()) == StatusLeft }, eventually, tick)
+		require.Eventually(t, func() bool { return status(n, a.LocalID()) == adminapi.StatusLeft }, eventually, tick)
 		require.False(t, n.Gone(a.LocalID()), "a node that left answered what it held: not failed")
 		_, ok := n.PickRemote("e")
 		require.False(t, ok)
@@ -206,7 +208,7 @@ func TestGracefulLeaveRemovesTheNodeAtOnce(t *testing.T) {
 		require.False(t, ok, "a departed node's forwarded requests no longer verify")
 	}
 	waitActive(t, nodes[1:], ids(nodes[1:])...)
-	require.Equal(t, StatusLeft, status(a, a.LocalID()))
+	require.Equal(t, adminapi.StatusLeft, status(a, a.LocalID()))
 }
 
 func TestWholeClusterLeavingAtOnceDoesNotWaitOutTheTimeout(t *testing.T) {
@@ -246,7 +248,7 @@ func TestKilledNodeIsRemovedFromRouting(t *testing.T) {
 	for _, n := range nodes[1:] {
 		require.Eventually(t, func() bool {
 			_, routable := n.PickRemote("e")
-			return !routable && status(n, a.LocalID()) == StatusDead
+			return !routable && status(n, a.LocalID()) == adminapi.StatusDead
 		}, eventually, tick, describe(nodes[1:]))
 		require.True(t, n.Gone(a.LocalID()))
 	}
@@ -310,7 +312,7 @@ func TestNodeIDs(t *testing.T) {
 	require.NoError(t, old.Shutdown()) // crash: the seed still remembers it
 	restarted := joinNode(t, cfg)
 	require.NotEqual(t, old.LocalID(), restarted.LocalID())
-	require.Eventually(t, func() bool { return status(seed, restarted.LocalID()) == StatusActive }, eventually, tick)
+	require.Eventually(t, func() bool { return status(seed, restarted.LocalID()) == adminapi.StatusActive }, eventually, tick)
 }
 
 func TestNewRejectsBadConfiguration(t *testing.T) {
@@ -418,7 +420,7 @@ func TestNodesReportedUnreachableAreAvoidedWhileOthersHoldTheEndpoint(t *testing
 	a.UpdateLocalEndpoints(map[string]int{"shared": 5, "only-a": 1})
 	b.UpdateLocalEndpoints(map[string]int{"shared": 1})
 	require.Eventually(t, func() bool {
-		return routesTo(client, "only-a", a.LocalID()) && status(client, b.LocalID()) == StatusActive && func() bool {
+		return routesTo(client, "only-a", a.LocalID()) && status(client, b.LocalID()) == adminapi.StatusActive && func() bool {
 			d, _ := client.Node(b.LocalID())
 			return d.Upstreams == 1
 		}()

@@ -15,9 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/adminapi"
+	"github.com/pico-proxy/pico/internal/testutil"
 )
 
 // keyCheckInterval is how often the tests' nodes check their key files.
@@ -297,7 +299,7 @@ func TestGossipKeySkippedStepIsWarnedAndCutsTheNodeOff(t *testing.T) {
 	} {
 		require.Contains(t, b.logs.Line(warning), "level=WARN")
 	}
-	require.Eventually(t, func() bool { return status(a.Cluster, b.LocalID()) == StatusDead }, eventually, tick,
+	require.Eventually(t, func() bool { return status(a.Cluster, b.LocalID()) == adminapi.StatusDead }, eventually, tick,
 		"a can no longer read b: %s", describe([]*Cluster{a.Cluster, b.Cluster}))
 
 	writeKeyFile(t, b.file, oldKey)

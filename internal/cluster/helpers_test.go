@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/testdns"
 )
@@ -113,7 +114,7 @@ func ids(nodes []*Cluster) []string {
 func activeIDs(c *Cluster) []string {
 	var out []string
 	for _, n := range c.Nodes() {
-		if n.Status == StatusActive {
+		if n.Status == adminapi.StatusActive {
 			out = append(out, n.ID)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/adminapi"
 )
 
 func TestJoinExpandsANameToAllItsAddresses(t *testing.T) {
@@ -175,8 +177,8 @@ func TestPartitionedNodeRejoinsWhenThePartitionHeals(t *testing.T) {
 
 	isolated.Store(true)
 	require.Eventually(t, func() bool {
-		return status(a, c.LocalID()) == StatusDead && status(b, c.LocalID()) == StatusDead &&
-			status(c, a.LocalID()) == StatusDead && status(c, b.LocalID()) == StatusDead
+		return status(a, c.LocalID()) == adminapi.StatusDead && status(b, c.LocalID()) == adminapi.StatusDead &&
+			status(c, a.LocalID()) == adminapi.StatusDead && status(c, b.LocalID()) == adminapi.StatusDead
 	}, eventually, tick, describe(nodes))
 	_, ok := a.PickRemote("on-c")
 	require.False(t, ok)

@@ -8,10 +8,18 @@ import (
 
 	"github.com/pico-proxy/pico/internal/cluster"
 	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/proxy"
 )
 
-// Compile-time check: the memberlist cluster is the server's Membership.
-var _ Membership = (*cluster.Cluster)(nil)
+// clusterMembership is the memberlist cluster as the server's Membership:
+// it hands the proxy the proxy's own node type.
+type clusterMembership struct{ *cluster.Cluster }
+
+// PickRemote is proxy.Router.
+func (m clusterMembership) PickRemote(endpoint string, exclude ...string) (proxy.Node, bool) {
+	n, ok := m.Cluster.PickRemote(endpoint, exclude...)
+	return proxy.Node(n), ok
+}
 
 // ClusterMembership returns the factory of the real cluster membership:
 // memberlist on the gossip port, the initial join and the periodic
@@ -40,6 +48,6 @@ func ClusterMembership(cfg *config.Server, logger *slog.Logger) MembershipFactor
 		// Run re-joins missing members every cluster.rejoin_interval until
 		// Shutdown.
 		go c.Run(context.Background())
-		return c, nil
+		return clusterMembership{c}, nil
 	}
 }

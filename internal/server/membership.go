@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/pico-proxy/pico/internal/proxy"
 )
 
@@ -20,7 +20,7 @@ import (
 // implements it with memberlist; Standalone implements it for a node that
 // is alone. The server calls, in order: Join (once, from Start, after the
 // listeners are up; Start fails if it fails), UpdateLocalEndpoints
-// (whenever the local upstreams change, from one goroutine), MarkLeaving
+// (whenever the local upstreams change, from one goroutine), SetLeaving
 // (when the drain begins), Leave (after the in-flight requests finished)
 // and Shutdown (last). The Router methods, Nodes and Node are called
 // concurrently at any time after the factory returned.
@@ -39,13 +39,13 @@ type Membership interface {
 	// UpdateLocalEndpoints publishes this node's endpoints with their
 	// upstream counts (a fresh map the callee may keep).
 	UpdateLocalEndpoints(counts map[string]int)
-	// MarkLeaving shows this node as leaving: peers stop forwarding new
+	// SetLeaving shows this node as leaving: peers stop forwarding new
 	// requests to it.
-	MarkLeaving()
+	SetLeaving()
 	// Nodes lists every known member, this node included.
-	Nodes() []cluster.NodeSummary
+	Nodes() []adminapi.NodeSummary
 	// Node returns one member's details.
-	Node(id string) (cluster.NodeDetail, bool)
+	Node(id string) (adminapi.NodeDetail, bool)
 	// Leave leaves the cluster gracefully (peers drop the node at once),
 	// waiting at most timeout for the leave to propagate.
 	Leave(timeout time.Duration) error
@@ -143,7 +143,7 @@ func (s *Standalone) discard() {
 }
 
 // PickRemote never finds a remote node.
-func (s *Standalone) PickRemote(string, ...string) (cluster.Node, bool) { return cluster.Node{}, false }
+func (s *Standalone) PickRemote(string, ...string) (proxy.Node, bool) { return proxy.Node{}, false }
 
 // SignForward does nothing: a standalone node never forwards.
 func (s *Standalone) SignForward(*http.Request) {}
@@ -178,23 +178,23 @@ func (s *Standalone) UpdateLocalEndpoints(counts map[string]int) {
 	s.counts = counts
 }
 
-// MarkLeaving shows the node as leaving.
-func (s *Standalone) MarkLeaving() {
+// SetLeaving shows the node as leaving.
+func (s *Standalone) SetLeaving() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.leaving = true
 }
 
 // Nodes lists this node.
-func (s *Standalone) Nodes() []cluster.NodeSummary {
+func (s *Standalone) Nodes() []adminapi.NodeSummary {
 	info, endpoints := s.snapshot()
-	return []cluster.NodeSummary{info.Summary(endpoints)}
+	return []adminapi.NodeSummary{info.Summary(endpoints)}
 }
 
 // Node returns this node's details when id is its ID.
-func (s *Standalone) Node(id string) (cluster.NodeDetail, bool) {
+func (s *Standalone) Node(id string) (adminapi.NodeDetail, bool) {
 	if id != s.local.ID {
-		return cluster.NodeDetail{}, false
+		return adminapi.NodeDetail{}, false
 	}
 	info, endpoints := s.snapshot()
 	return info.Detail(endpoints), true
@@ -202,18 +202,18 @@ func (s *Standalone) Node(id string) (cluster.NodeDetail, bool) {
 
 // snapshot returns the node's admin view and its endpoint counts (the
 // map UpdateLocalEndpoints handed over, never written afterwards).
-func (s *Standalone) snapshot() (cluster.NodeInfo, map[string]int) {
+func (s *Standalone) snapshot() (adminapi.NodeInfo, map[string]int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	status := cluster.StatusActive
+	status := adminapi.StatusActive
 	if s.leaving {
-		status = cluster.StatusLeaving
+		status = adminapi.StatusLeaving
 	}
 	upstreams := 0
 	for _, n := range s.counts {
 		upstreams += n
 	}
-	return cluster.NodeInfo{
+	return adminapi.NodeInfo{
 		ID:           s.local.ID,
 		Status:       status,
 		ProxyAddr:    s.local.ProxyAddr,

@@ -301,7 +301,7 @@ func (s *Server) drain(ctx context.Context) error {
 	began := time.Now()
 	s.logger.Info("draining", "timeout", timeout.String(), "in_flight", s.proxy.InFlight(), "upstreams", s.registry.Sessions())
 
-	s.membership.MarkLeaving()
+	s.membership.SetLeaving()
 	drained := make(chan error, 1)
 	go func() { drained <- s.registry.Drain(ctx) }()
 
