@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pico-proxy/pico/internal/adminapi"
+	"github.com/pico-proxy/pico/internal/config"
 )
 
 func TestThreeNodesFormOneCluster(t *testing.T) {
@@ -272,44 +273,21 @@ func TestDeadNodesAreForgottenAfterAWhile(t *testing.T) {
 	}, eventually, tick)
 }
 
-func TestNodeIDs(t *testing.T) {
-	id, err := NodeID("given-id", "")
-	require.NoError(t, err)
-	require.Equal(t, "given-id", id)
-
-	first, err := NodeID("", "pico-0-")
-	require.NoError(t, err)
-	second, err := NodeID("", "pico-0-")
-	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(first, "pico-0-"))
-	require.Len(t, first, len("pico-0-")+nodeIDSuffixLength)
-	require.NotEqual(t, first, second, "every start gets a fresh suffix")
-
-	random, err := NodeID("", "")
-	require.NoError(t, err)
-	require.Len(t, random, nodeIDSuffixLength)
-
-	for _, bad := range []struct{ id, prefix, want string }{
-		{"has space", "", "cluster.node_id"},
-		{"", "bad/prefix", "cluster.node_id_prefix"},
-		{strings.Repeat("x", maxNodeIDLength+1), "", "cluster.node_id"},
-		{"a", "b", "set only one"},
-	} {
-		_, err := NodeID(bad.id, bad.prefix)
-		require.ErrorContains(t, err, bad.want, "id %q prefix %q", bad.id, bad.prefix)
-	}
-
-	// A node started with a prefix uses prefix + suffix as its memberlist
-	// name, and a restart on the same address gets a new ID that the
-	// cluster accepts next to the memory of the old one.
+// TestRestartedNodeGetsANewIDTheClusterAccepts: a node started with a
+// prefix uses prefix + suffix as its memberlist name (config.NewNodeID),
+// and a restart on the same address with a new ID is accepted next to the
+// cluster's memory of the old one.
+func TestRestartedNodeGetsANewIDTheClusterAccepts(t *testing.T) {
 	ip := nextIP()
 	seed := joinNode(t, testConfig(nextIP()))
 	cfg := testConfig(ip, seed.GossipAddr())
-	cfg.Cluster.NodeIDPrefix = "pico-1-"
+	prefixed := config.Cluster{NodeIDPrefix: "pico-1-"}
+	cfg.NodeID = prefixed.NewNodeID()
 	old := joinNode(t, cfg)
 	require.True(t, strings.HasPrefix(old.LocalID(), "pico-1-"))
 	waitActive(t, []*Cluster{seed}, seed.LocalID(), old.LocalID())
 	require.NoError(t, old.Shutdown()) // crash: the seed still remembers it
+	cfg.NodeID = prefixed.NewNodeID()  // the server of the new process chooses again
 	restarted := joinNode(t, cfg)
 	require.NotEqual(t, old.LocalID(), restarted.LocalID())
 	require.Eventually(t, func() bool { return status(seed, restarted.LocalID()) == adminapi.StatusActive }, eventually, tick)
@@ -321,15 +299,11 @@ func TestNewRejectsBadConfiguration(t *testing.T) {
 		change func(*Config)
 		want   string
 	}{
-		"bad node id":        {func(c *Config) { c.Cluster.NodeIDPrefix = ""; c.Cluster.NodeID = "a b" }, "cluster.node_id"},
-		"bad join entry":     {func(c *Config) { c.Cluster.Join = []string{"10.0.0.1:99999"} }, "cluster.join[0]"},
-		"bad join name":      {func(c *Config) { c.Cluster.Join = []string{"not a name"} }, "cluster.join[0]"},
-		"bad bind addr":      {func(c *Config) { c.Gossip.BindAddr = "nonsense" }, "gossip.bind_addr"},
-		"no proxy addr":      {func(c *Config) { c.ProxyAddr = "" }, "proxy address"},
-		"long proxy addr":    {func(c *Config) { c.ProxyAddr = strings.Repeat("a", 200) + ":1" }, "proxy.advertise_addr"},
-		"bad gossip key":     {func(c *Config) { c.Gossip.SecretKey = "c2hvcnQ=" }, "gossip.secret_key (--gossip.secret-key): the value decodes to 5 bytes"},
-		"no gossip key file": {func(c *Config) { c.Gossip.SecretKey = "/no/such/gossip.key" }, "gossip.secret_key (--gossip.secret-key): file /no/such/gossip.key does not exist"},
-		"unspecified adv.":   {func(c *Config) { c.Gossip.AdvertiseAddr = "0.0.0.0:1" }, "gossip.advertise_addr"},
+		// The configuration's own checks are config.Server.Validate's
+		// (internal/config TestClusterAndGossipAreValidatedAtLoad).
+		"no node id":      {func(c *Config) { c.NodeID = "" }, "node ID is empty"},
+		"no proxy addr":   {func(c *Config) { c.ProxyAddr = "" }, "proxy address"},
+		"long proxy addr": {func(c *Config) { c.ProxyAddr = strings.Repeat("a", 200) + ":1" }, "proxy.advertise_addr"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := testConfig(ip)
@@ -404,7 +378,7 @@ func TestChangedIsClosedOnChanges(t *testing.T) {
 func TestRunReturnsWhenContextEnds(t *testing.T) {
 	for _, interval := range []time.Duration{0, time.Hour} {
 		cfg := testConfig(nextIP(), "127.0.0.1:1")
-		cfg.Cluster.RejoinInterval = interval
+		cfg.RejoinInterval = interval
 		c := startNode(t, cfg)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})

@@ -66,6 +66,7 @@ func startMember(t *testing.T, edits ...func(*config.Server)) *server.Server {
 		edit(cfg)
 	}
 	logger := slog.New(slog.DiscardHandler)
+	require.NoError(t, cfg.Validate())
 	srv, err := server.New(cfg, logger, server.WithMembership(server.ClusterMembership(cfg, logger)))
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(context.Background()))

@@ -30,6 +30,7 @@ func startServer(t *testing.T, edits ...func(*config.Server)) *server.Server {
 	for _, edit := range edits {
 		edit(cfg)
 	}
+	require.NoError(t, cfg.Validate())
 	srv, err := server.New(cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(context.Background()))

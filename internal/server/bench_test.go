@@ -41,6 +41,9 @@ func BenchmarkProxyHTTP(b *testing.B) {
 	b.Run("pico", func(b *testing.B) {
 		cfg := testConfig()
 		// The access log is formatted as in production, then discarded.
+		if err := cfg.Validate(); err != nil {
+			b.Fatal(err)
+		}
 		srv, err := New(cfg, logging.New(io.Discard, slog.LevelInfo, nil))
 		if err != nil {
 			b.Fatal(err)

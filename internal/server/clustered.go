@@ -23,24 +23,25 @@ func (m clusterMembership) PickRemote(endpoint string, exclude ...string) (proxy
 
 // ClusterMembership returns the factory of the real cluster membership:
 // memberlist on the gossip port, the initial join and the periodic
-// re-join of cfg.Cluster. This is what `pico server` uses; tests that need
+// re-join of cfg.Cluster (validated: its join entries and gossip keys are
+// the parsed ones). This is what `pico server` uses; tests that need
 // a lone node may keep the default Standalone.
 func ClusterMembership(cfg *config.Server, logger *slog.Logger) MembershipFactory {
 	return func(local LocalNode, metrics prometheus.Registerer) (Membership, error) {
-		clusterCfg := cfg.Cluster
-		clusterCfg.NodeID, clusterCfg.NodeIDPrefix = local.ID, "" // the server already chose a fresh ID
-		gossip := cfg.Gossip
-		gossip.BindAddr, gossip.AdvertiseAddr = local.GossipBindAddr, local.GossipAdvertiseAddr
-		// gossip.secret_key is read by the cluster, which also applies
-		// changes of a key file to the running keyring.
 		c, err := cluster.New(cluster.Config{
-			Cluster:      clusterCfg,
-			Gossip:       gossip,
-			ProxyAddr:    local.ProxyAddr,
-			AdminAddr:    local.AdminAddr,
-			UpstreamAddr: local.UpstreamAddr,
-			Logger:       logger,
-			Registerer:   metrics,
+			NodeID:           local.ID,
+			BindAddr:         local.GossipBind,
+			AdvertiseAddr:    local.GossipAdvertise,
+			Join:             cfg.Cluster.JoinTargets(),
+			JoinTimeout:      cfg.Cluster.JoinTimeout,
+			AbortIfJoinFails: cfg.Cluster.AbortIfJoinFails,
+			RejoinInterval:   cfg.Cluster.RejoinInterval,
+			GossipKeys:       cfg.Gossip.Keys(),
+			ProxyAddr:        local.ProxyAddr,
+			AdminAddr:        local.AdminAddr,
+			UpstreamAddr:     local.UpstreamAddr,
+			Logger:           logger,
+			Registerer:       metrics,
 		})
 		if err != nil {
 			return nil, err

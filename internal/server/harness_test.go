@@ -52,6 +52,7 @@ func startServer(t testing.TB, setup serverSetup) *testServer {
 	}
 	logs := &testutil.LogBuffer{}
 	logger := logging.New(logs, slog.LevelInfo, nil)
+	require.NoError(t, cfg.Validate())
 	srv, err := New(cfg, logger, setup.opts...)
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(context.Background()))

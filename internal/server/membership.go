@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -26,10 +27,6 @@ import (
 // concurrently at any time after the factory returned.
 type Membership interface {
 	proxy.Router
-	// LocalID is this node's ID: LocalNode.ID, or an ID the membership
-	// drew itself; the server uses it everywhere once the factory
-	// returned.
-	LocalID() string
 	// GossipAddr is the bound gossip address (host:port; useful when
 	// the configured port is 0).
 	GossipAddr() string
@@ -53,20 +50,21 @@ type Membership interface {
 	Shutdown() error
 }
 
-// LocalNode describes this node to the membership layer. Addresses are
-// host:port as other nodes reach them (advertise addresses, with the
-// bound ports).
+// LocalNode describes this node to the membership layer: the resolved
+// values of the configuration. Addresses are host:port as other nodes
+// reach them (advertise addresses, with the bound ports).
 type LocalNode struct {
+	// ID is the node ID the server chose (config.Cluster.NewNodeID).
 	ID           string
 	ProxyAddr    string
 	UpstreamAddr string
 	AdminAddr    string
-	// GossipBindAddr is the configured gossip.bind_addr.
-	GossipBindAddr string
-	// GossipAdvertiseAddr is gossip.advertise_addr, or derived from
-	// GossipBindAddr like the other advertise addresses (its port is the
+	// GossipBind is gossip.bind_addr resolved (port 0: a free port).
+	GossipBind netip.AddrPort
+	// GossipAdvertise is gossip.advertise_addr resolved, or derived from
+	// GossipBind like the other advertise addresses (its port is the
 	// configured one, 0 included).
-	GossipAdvertiseAddr string
+	GossipAdvertise netip.AddrPort
 }
 
 // MembershipFactory creates the Membership once the server's listeners
@@ -87,10 +85,10 @@ type Standalone struct {
 	leaving bool
 }
 
-// NewStandalone binds local.GossipBindAddr (TCP, and UDP on the same
-// port) and returns the single-node Membership.
+// NewStandalone binds local.GossipBind (TCP, and UDP on the same port)
+// and returns the single-node Membership.
 func NewStandalone(local LocalNode, _ prometheus.Registerer) (Membership, error) {
-	tcp, udp, err := bindGossip(local.GossipBindAddr)
+	tcp, udp, err := bindGossip(local.GossipBind.String())
 	if err != nil {
 		return nil, err
 	}
@@ -162,9 +160,6 @@ func (s *Standalone) Gone(string) bool { return true }
 // Changed never fires.
 func (s *Standalone) Changed() <-chan struct{} { return s.never }
 
-// LocalID returns the node's ID.
-func (s *Standalone) LocalID() string { return s.local.ID }
-
 // GossipAddr returns the bound gossip address.
 func (s *Standalone) GossipAddr() string { return s.tcp.Addr().String() }
 
@@ -219,18 +214,18 @@ func (s *Standalone) snapshot() (adminapi.NodeInfo, map[string]int) {
 		ProxyAddr:    s.local.ProxyAddr,
 		AdminAddr:    s.local.AdminAddr,
 		UpstreamAddr: s.local.UpstreamAddr,
-		GossipAddr:   advertiseGossip(s.local.GossipAdvertiseAddr, s.tcp.Addr()),
+		GossipAddr:   s.gossipAdvertise().String(),
 		Upstreams:    upstreams,
 	}, s.counts
 }
 
-// advertiseGossip fills in the bound port when the configured one was 0.
-func advertiseGossip(advertise string, bound net.Addr) string {
-	host, port, err := net.SplitHostPort(advertise)
-	if err != nil || port != "0" {
-		return advertise
+// gossipAdvertise is the advertised gossip address with the bound port
+// filled in when the configured one was 0.
+func (s *Standalone) gossipAdvertise() netip.AddrPort {
+	if s.local.GossipAdvertise.Port() != 0 {
+		return s.local.GossipAdvertise
 	}
-	return net.JoinHostPort(host, strconv.Itoa(bound.(*net.TCPAddr).Port))
+	return netip.AddrPortFrom(s.local.GossipAdvertise.Addr(), uint16(s.tcp.Addr().(*net.TCPAddr).Port))
 }
 
 // Leave has nobody to tell.

@@ -239,6 +239,7 @@ func clusterServerWith(t *testing.T, adjust func(*config.Server), join ...string
 	adjust(cfg)
 	logs := &testutil.LogBuffer{}
 	logger := logging.New(logs, slog.LevelInfo, nil)
+	require.NoError(t, cfg.Validate())
 	srv, err := New(cfg, logger, WithMembership(ClusterMembership(cfg, logger)))
 	require.NoError(t, err)
 	t.Cleanup(func() {

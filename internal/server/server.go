@@ -32,7 +32,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pico-proxy/pico/internal/admin"
-	"github.com/pico-proxy/pico/internal/cluster"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/proxy"
 	"github.com/pico-proxy/pico/internal/upstream"
@@ -53,6 +52,10 @@ type options struct {
 func WithMembership(f MembershipFactory) Option {
 	return func(o *options) { o.membership = f }
 }
+
+// gossipLookupTimeout bounds resolving names in gossip.bind_addr and
+// gossip.advertise_addr.
+const gossipLookupTimeout = 10 * time.Second
 
 // Addrs are the bound listener addresses.
 type Addrs struct {
@@ -102,8 +105,8 @@ func New(cfg *config.Server, logger *slog.Logger, opts ...Option) (*Server, erro
 	if cfg == nil {
 		return nil, errors.New("server: nil configuration")
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	if !cfg.Validated() {
+		return nil, errors.New("server: the configuration is not validated; load it with config.Load or call its Validate")
 	}
 	o := options{
 		membership: NewStandalone,
@@ -117,15 +120,12 @@ func New(cfg *config.Server, logger *slog.Logger, opts ...Option) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
-	id, err := cluster.NodeID(cfg.Cluster.NodeID, cfg.Cluster.NodeIDPrefix)
-	if err != nil {
-		return nil, err
-	}
+	id := cfg.Cluster.NewNodeID() // the one choice of the node ID; the membership receives it
 	s := &Server{
 		security: sec,
 		cfg:      cfg,
 		base:     logger,
-		logger:   logger.With("subsystem", "server"),
+		logger:   logger.With("subsystem", "server", "node", id),
 		opts:     o,
 		id:       id,
 		metrics:  metrics,
@@ -172,21 +172,20 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.adminLn, err = listen("admin", s.cfg.Admin.BindAddr); err != nil {
 		return err
 	}
-	local := LocalNode{ID: s.id, GossipBindAddr: s.cfg.Gossip.BindAddr}
+	local := LocalNode{ID: s.id}
 	var errs [4]error
-	local.ProxyAddr, errs[0] = advertiseAddr(s.cfg.Proxy.AdvertiseAddr, s.proxyLn.Addr())
-	local.UpstreamAddr, errs[1] = advertiseAddr(s.cfg.Upstream.AdvertiseAddr, s.upstreamLn.Addr())
-	local.AdminAddr, errs[2] = advertiseAddr(s.cfg.Admin.AdvertiseAddr, s.adminLn.Addr())
-	local.GossipAdvertiseAddr, errs[3] = deriveAdvertise(s.cfg.Gossip.AdvertiseAddr, s.cfg.Gossip.BindAddr)
+	local.ProxyAddr, errs[0] = advertiseAddr("proxy", s.cfg.Proxy.AdvertiseAddr, s.proxyLn.Addr())
+	local.UpstreamAddr, errs[1] = advertiseAddr("upstream", s.cfg.Upstream.AdvertiseAddr, s.upstreamLn.Addr())
+	local.AdminAddr, errs[2] = advertiseAddr("admin", s.cfg.Admin.AdvertiseAddr, s.adminLn.Addr())
+	lookup, cancel := context.WithTimeout(ctx, gossipLookupTimeout)
+	local.GossipBind, local.GossipAdvertise, errs[3] = gossipAddrs(lookup, net.DefaultResolver, s.cfg.Gossip)
+	cancel()
 	if err := errors.Join(errs[:]...); err != nil {
 		return err
 	}
 	if s.membership, err = s.opts.membership(local, s.metrics); err != nil {
 		return fmt.Errorf("starting the membership: %w", err)
 	}
-	// The membership's ID is authoritative (it may draw its own).
-	s.id = s.membership.LocalID()
-	s.logger = s.base.With("subsystem", "server", "node", s.id)
 	s.addrs = Addrs{
 		Proxy:    s.proxyLn.Addr().String(),
 		Upstream: s.upstreamLn.Addr().String(),

@@ -1,4 +1,4 @@
-package cluster
+package server
 
 import (
 	"net/netip"
@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestAdvertiseIPFrom(t *testing.T) {
+func TestMachineIP(t *testing.T) {
 	ips := func(ss ...string) []netip.Addr {
 		out := make([]netip.Addr, len(ss))
 		for i, s := range ss {
@@ -27,7 +27,7 @@ func TestAdvertiseIPFrom(t *testing.T) {
 		"loopback only: a node on its own": {ips("127.0.0.1", "::1"), "127.0.0.1"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			require.Equal(t, tc.want, advertiseIPFrom(tc.ips).String())
+			require.Equal(t, tc.want, machineIP(tc.ips).String())
 		})
 	}
 }
