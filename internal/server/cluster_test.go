@@ -156,7 +156,6 @@ func (m *testMember) Changed() <-chan struct{} {
 	return m.c.changed
 }
 
-func (m *testMember) LocalID() string            { return m.local.ID }
 func (m *testMember) GossipAddr() string         { return "" }
 func (m *testMember) Join(context.Context) error { return nil }
 
