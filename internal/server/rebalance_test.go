@@ -57,7 +57,10 @@ func rebalanceSetup(t *testing.T, enabled bool) (a, b *Server, lb *testutil.Bala
 			agent.waitRegistered(t)
 		}
 	}
-	require.Equal(t, 12, a.Registry().Sessions())
+	// An agent is registered once its handshake is answered; the server
+	// counts the session a moment later.
+	require.Eventually(t, func() bool { return a.Registry().Sessions() == 12 }, 10*time.Second, 5*time.Millisecond,
+		"sessions on a: %d", a.Registry().Sessions())
 	lb.SetBackends(a.Addrs().Upstream, b.Addrs().Upstream)
 	return a, b, lb
 }
