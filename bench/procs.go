@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/pico-proxy/pico/internal/testutil/picoproc"
 )
 
@@ -181,10 +181,10 @@ func waitMembers(nodes []*node, want int, timeout time.Duration) error {
 	}
 }
 
-func countActive(members []cluster.NodeSummary) int {
+func countActive(members []adminapi.NodeSummary) int {
 	active := 0
 	for _, m := range members {
-		if m.Status == cluster.StatusActive {
+		if m.Status == adminapi.StatusActive {
 			active++
 		}
 	}

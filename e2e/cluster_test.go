@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/stretchr/testify/require"
-
-	"github.com/pico-proxy/pico/internal/cluster"
 )
 
 // startCluster starts n nodes; nodes 2..n join node 1's IP. It waits until
@@ -59,7 +58,7 @@ func TestClusterFormsAndListsEveryMember(t *testing.T) {
 		members := n.Members(t)
 		require.Len(t, members, 3)
 		for _, m := range members {
-			require.Equal(t, cluster.StatusActive, m.Status)
+			require.Equal(t, adminapi.StatusActive, m.Status)
 			require.NotEmpty(t, m.ProxyAddr)
 			require.NotEmpty(t, m.AdminAddr)
 		}
@@ -78,7 +77,7 @@ func TestRequestIsForwardedToTheNodeHoldingTheUpstream(t *testing.T) {
 	require.Equal(t, "svc /hello ", body)
 
 	// The admin API of every node shows where the upstream is.
-	var holder cluster.NodeSummary
+	var holder adminapi.NodeSummary
 	for _, m := range nodes[2].Members(t) {
 		if m.Upstreams > 0 {
 			holder = m

@@ -19,7 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/testutil/picoproc"
 )
@@ -192,7 +192,7 @@ func (n *Node) StartAgain(t testing.TB) *Node {
 func (n *Node) ID(t testing.TB) string {
 	t.Helper()
 	for _, m := range n.Members(t) {
-		if m.ProxyAddr == n.IP+":8000" && m.Status == cluster.StatusActive {
+		if m.ProxyAddr == n.IP+":8000" && m.Status == adminapi.StatusActive {
 			return m.ID
 		}
 	}
@@ -207,7 +207,7 @@ func (n *Node) WaitReady(t testing.TB, timeout time.Duration) {
 }
 
 // Members returns the node's view of the cluster.
-func (n *Node) Members(t testing.TB) []cluster.NodeSummary {
+func (n *Node) Members(t testing.TB) []adminapi.NodeSummary {
 	t.Helper()
 	out, err := n.Server.Members()
 	require.NoError(t, err)
@@ -216,7 +216,7 @@ func (n *Node) Members(t testing.TB) []cluster.NodeSummary {
 
 // TryMembers returns the node's view of the cluster, or an error if the
 // admin API cannot be reached (for use inside require.Eventually).
-func (n *Node) TryMembers() ([]cluster.NodeSummary, error) { return n.Server.Members() }
+func (n *Node) TryMembers() ([]adminapi.NodeSummary, error) { return n.Server.Members() }
 
 // StartAgent starts `pico agent http endpoint addr` connected to url.
 func StartAgent(t testing.TB, connectURL, endpoint, addr string, extra ...string) *Process {

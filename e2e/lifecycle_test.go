@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/stretchr/testify/require"
-
-	"github.com/pico-proxy/pico/internal/cluster"
 )
 
 // The lifecycle scenarios run a cluster under a steady load while it
@@ -173,7 +172,7 @@ func upstreamsSeenBy(n *Node) int {
 	}
 	total := 0
 	for _, m := range members {
-		if m.Status == cluster.StatusActive {
+		if m.Status == adminapi.StatusActive {
 			total += m.Upstreams
 		}
 	}
@@ -363,8 +362,8 @@ func TestLifecycleScaleDown(t *testing.T) {
 			done := true
 			for _, n := range lc.nodes {
 				switch status := statusOf(n, id); status {
-				case cluster.StatusLeft, "": // left, or already forgotten
-				case cluster.StatusLeaving:
+				case adminapi.StatusLeft, "": // left, or already forgotten
+				case adminapi.StatusLeaving:
 					done = false
 				default:
 					wrong = append(wrong, n.IP+" lists it as "+status)

@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/pico-proxy/pico/internal/cluster"
 )
 
 // Rebalancing (cluster.rebalance, defaults): agents connect through a
@@ -44,7 +43,7 @@ func (lc *loadedCluster) distribution() ([]int, bool) {
 		}
 		byAddr := map[string]int{}
 		for _, m := range members {
-			if m.Status == cluster.StatusActive {
+			if m.Status == adminapi.StatusActive {
 				byAddr[m.ProxyAddr] = m.Upstreams
 			}
 		}

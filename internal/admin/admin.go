@@ -13,16 +13,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/pico-proxy/pico/internal/protocol"
 )
 
 // Cluster is what the status pages show about the members.
 type Cluster interface {
 	// Nodes lists every known member, this node included.
-	Nodes() []cluster.NodeSummary
+	Nodes() []adminapi.NodeSummary
 	// Node returns one member's details.
-	Node(id string) (cluster.NodeDetail, bool)
+	Node(id string) (adminapi.NodeDetail, bool)
 }
 
 // Options configures the admin handler.
@@ -61,14 +61,14 @@ func New(opts Options) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}))
-	mux.HandleFunc("GET /status/cluster/nodes", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET "+adminapi.NodesPath, func(w http.ResponseWriter, _ *http.Request) {
 		nodes := opts.Cluster.Nodes()
 		if nodes == nil {
-			nodes = []cluster.NodeSummary{}
+			nodes = []adminapi.NodeSummary{}
 		}
 		writeJSON(w, http.StatusOK, nodes)
 	})
-	mux.HandleFunc("GET /status/cluster/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+adminapi.NodesPath+"/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		node, ok := opts.Cluster.Node(id)
 		if !ok {
@@ -80,7 +80,7 @@ func New(opts Options) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, node)
 	})
-	mux.HandleFunc("GET /status/upstream/endpoints", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET "+adminapi.EndpointsPath, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, opts.Endpoints())
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -11,19 +11,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/pico-proxy/pico/internal/cluster"
-)
-
-// Admin API status routes.
-const (
-	NodesPath     = "/status/cluster/nodes"
-	EndpointsPath = "/status/upstream/endpoints"
+	"github.com/pico-proxy/pico/internal/adminapi"
 )
 
 // maxAnswer bounds the size of an answer read from the admin API.
@@ -117,25 +110,22 @@ func (c *Client) getInto(ctx context.Context, path string, v any) error {
 }
 
 // Nodes returns every member the server knows, including itself.
-func (c *Client) Nodes(ctx context.Context) ([]cluster.NodeSummary, error) {
-	var nodes []cluster.NodeSummary
-	return nodes, c.getInto(ctx, NodesPath, &nodes)
+func (c *Client) Nodes(ctx context.Context) ([]adminapi.NodeSummary, error) {
+	var nodes []adminapi.NodeSummary
+	return nodes, c.getInto(ctx, adminapi.NodesPath, &nodes)
 }
 
 // Node returns one member with its endpoints.
-func (c *Client) Node(ctx context.Context, id string) (cluster.NodeDetail, error) {
-	var node cluster.NodeDetail
-	return node, c.getInto(ctx, NodePath(id), &node)
+func (c *Client) Node(ctx context.Context, id string) (adminapi.NodeDetail, error) {
+	var node adminapi.NodeDetail
+	return node, c.getInto(ctx, adminapi.NodePath(id), &node)
 }
-
-// NodePath is the admin API route of one member.
-func NodePath(id string) string { return NodesPath + "/" + url.PathEscape(id) }
 
 // Endpoints returns the server's endpoints with their local upstream
 // counts.
 func (c *Client) Endpoints(ctx context.Context) (map[string]int, error) {
 	var endpoints map[string]int
-	return endpoints, c.getInto(ctx, EndpointsPath, &endpoints)
+	return endpoints, c.getInto(ctx, adminapi.EndpointsPath, &endpoints)
 }
 
 // WriteJSON writes an admin API answer indented, for scripts.
@@ -153,16 +143,16 @@ func WriteJSON(w io.Writer, raw json.RawMessage) error {
 // active member's upstream connections as a percentage of the fair share
 // (the active members' connections divided by their number), what
 // cluster.rebalance evens out.
-func WriteNodes(w io.Writer, nodes []cluster.NodeSummary) error {
+func WriteNodes(w io.Writer, nodes []adminapi.NodeSummary) error {
 	if len(nodes) == 0 {
 		_, err := fmt.Fprintln(w, "no cluster members")
 		return err
 	}
-	sorted := append([]cluster.NodeSummary(nil), nodes...)
+	sorted := append([]adminapi.NodeSummary(nil), nodes...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
 	total, active := 0, 0
 	for _, n := range sorted {
-		if n.Status == cluster.StatusActive {
+		if n.Status == adminapi.StatusActive {
 			total += n.Upstreams
 			active++
 		}
@@ -171,7 +161,7 @@ func WriteNodes(w io.Writer, nodes []cluster.NodeSummary) error {
 	fmt.Fprintln(tw, "ID\tSTATUS\tPROXY ADDR\tUPSTREAM ADDR\tADMIN ADDR\tUPSTREAMS\tENDPOINTS\tSHARE")
 	for _, n := range sorted {
 		share := "-"
-		if n.Status == cluster.StatusActive && total > 0 {
+		if n.Status == adminapi.StatusActive && total > 0 {
 			share = fmt.Sprintf("%.0f%%", 100*float64(n.Upstreams)*float64(active)/float64(total))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", n.ID, n.Status, orDash(n.ProxyAddr), orDash(n.UpstreamAddr), orDash(n.AdminAddr), n.Upstreams, n.Endpoints, share)
@@ -180,7 +170,7 @@ func WriteNodes(w io.Writer, nodes []cluster.NodeSummary) error {
 }
 
 // WriteNode writes one member's fields, then its endpoints as a table.
-func WriteNode(w io.Writer, n cluster.NodeDetail) error {
+func WriteNode(w io.Writer, n adminapi.NodeDetail) error {
 	tw := newTable(w)
 	for _, row := range [][2]string{
 		{"ID", n.ID}, {"Status", n.Status},
@@ -238,13 +228,13 @@ func (c *Client) Query(ctx context.Context, args []string, output string, w io.W
 	var render func(raw json.RawMessage) error
 	switch {
 	case len(args) == 2 && args[0] == "cluster" && args[1] == "nodes":
-		path = NodesPath
+		path = adminapi.NodesPath
 		render = func(raw json.RawMessage) error { return renderAs(raw, w, WriteNodes) }
 	case len(args) == 3 && args[0] == "cluster" && args[1] == "nodes":
-		path = NodePath(args[2])
+		path = adminapi.NodePath(args[2])
 		render = func(raw json.RawMessage) error { return renderAs(raw, w, WriteNode) }
 	case len(args) == 2 && args[0] == "upstream" && args[1] == "endpoints":
-		path = EndpointsPath
+		path = adminapi.EndpointsPath
 		render = func(raw json.RawMessage) error { return renderAs(raw, w, WriteEndpoints) }
 	default:
 		return ErrUnknownQuery

@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/adminapi"
 )
 
 const nodesJSON = `[
@@ -53,11 +53,11 @@ func TestWriteNodesShowsTheShareOfTheFairShare(t *testing.T) {
 	// 30 connections over 3 active members: fair share 10. The leaving
 	// member is not counted.
 	var out bytes.Buffer
-	require.NoError(t, WriteNodes(&out, []cluster.NodeSummary{
-		{NodeInfo: cluster.NodeInfo{ID: "a", Status: cluster.StatusActive, Upstreams: 14}},
-		{NodeInfo: cluster.NodeInfo{ID: "b", Status: cluster.StatusActive, Upstreams: 12}},
-		{NodeInfo: cluster.NodeInfo{ID: "c", Status: cluster.StatusActive, Upstreams: 4}},
-		{NodeInfo: cluster.NodeInfo{ID: "d", Status: cluster.StatusLeaving, Upstreams: 7}},
+	require.NoError(t, WriteNodes(&out, []adminapi.NodeSummary{
+		{NodeInfo: adminapi.NodeInfo{ID: "a", Status: adminapi.StatusActive, Upstreams: 14}},
+		{NodeInfo: adminapi.NodeInfo{ID: "b", Status: adminapi.StatusActive, Upstreams: 12}},
+		{NodeInfo: adminapi.NodeInfo{ID: "c", Status: adminapi.StatusActive, Upstreams: 4}},
+		{NodeInfo: adminapi.NodeInfo{ID: "d", Status: adminapi.StatusLeaving, Upstreams: 7}},
 	}))
 	var shares []string
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n")[1:] {

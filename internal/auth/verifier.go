@@ -120,7 +120,8 @@ func WithLogger(logger *slog.Logger) Option { return func(o *options) { o.logger
 // trusting a private CA). The default uses the system roots.
 func WithHTTPClient(client *http.Client) Option { return func(o *options) { o.client = client } }
 
-// NewVerifier loads the keys of cfg. With no key configured it returns a
+// NewVerifier loads the keys of cfg, validated at load (config.Auth.Validate).
+// With no key configured it returns a
 // disabled Verifier. An https:// key set is fetched before it returns (an
 // unreachable issuer is an error) and refreshed in the background until
 // Close.
@@ -133,9 +134,6 @@ func NewVerifier(cfg config.Auth, opts ...Option) (*Verifier, error) {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	o.logger = o.logger.With("subsystem", "auth", "section", o.section)
-	if err := cfg.Validate(o.section); err != nil {
-		return nil, err
-	}
 	v := &Verifier{
 		section:            o.section,
 		audience:           cfg.TokenAudience,

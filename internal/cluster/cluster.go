@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/filereload"
 )
@@ -61,16 +62,37 @@ const (
 	defaultJoinTimeout       = time.Minute
 )
 
-// Config configures a cluster node.
+// Config configures a cluster node with resolved values: the caller
+// (internal/server) has chosen the node ID, resolved the gossip addresses
+// and parsed the configuration (config.Server.Validate).
 type Config struct {
-	Cluster config.Cluster
-	// Gossip holds the listener and gossip.secret_key: when set, all
-	// gossip is encrypted and authenticated with AES-GCM, so a node
+	// NodeID is this node's ID (config.Cluster.NewNodeID), required.
+	NodeID string
+	// BindAddr is where memberlist listens (TCP and UDP); port 0 picks a
+	// free port, which is then advertised too.
+	BindAddr netip.AddrPort
+	// AdvertiseAddr is the address the other members reach this node's
+	// memberlist on (see internal/server's advertise rule).
+	AdvertiseAddr netip.AddrPort
+	// Join are the parsed cluster.join entries; a target without a port
+	// means this node's gossip port.
+	Join []config.JoinTarget
+	// JoinTimeout bounds the retried initial join (cluster.join_timeout,
+	// default 1 min); AbortIfJoinFails makes Join fail when other nodes
+	// were found but none could be joined in time
+	// (cluster.abort_if_join_fails).
+	JoinTimeout      time.Duration
+	AbortIfJoinFails bool
+	// RejoinInterval is how often Run re-resolves Join and joins missing
+	// members (cluster.rejoin_interval); 0 disables it.
+	RejoinInterval time.Duration
+	// GossipKeys are the keys gossip.secret_key held at load: when set,
+	// all gossip is encrypted and authenticated with AES-GCM, so a node
 	// without the keys can neither join nor read the cluster, nor learn
 	// forwarding secrets. A key file is re-read every
 	// Timing.GossipKeyCheckInterval and its changes applied to the
 	// running keyring (see "Gossip keys" in the package documentation).
-	Gossip config.Gossip
+	GossipKeys config.GossipKeys
 	// ProxyAddr, AdminAddr and UpstreamAddr are the node's advertised
 	// addresses (host:port), published to the other members. ProxyAddr is
 	// where they forward requests and is required.
@@ -126,8 +148,8 @@ type Cluster struct {
 	queue      *memberlist.TransmitLimitedQueue
 	gossipAddr netip.AddrPort // advertised
 	bindAddr   netip.AddrPort
-	joins      []joinTarget
-	network    string // "ip4" or "ip6": the family of join lookups
+	joins      []config.JoinTarget // cfg.Join with the gossip port filled in
+	network    string              // "ip4" or "ip6": the family of join lookups
 	members    atomic.Int32
 
 	mu        sync.RWMutex
@@ -156,7 +178,7 @@ type Cluster struct {
 
 // localState is what this node publishes about itself.
 type localState struct {
-	status    string         // StatusActive, StatusLeaving or StatusLeft
+	status    string         // adminapi.StatusActive, adminapi.StatusLeaving or adminapi.StatusLeft
 	desired   map[string]int // latest UpdateLocalEndpoints (never mutated)
 	upstreams int            // sum of desired
 	// The last published state and its version.
@@ -172,10 +194,10 @@ func New(cfg Config) (*Cluster, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	id, err := NodeID(cfg.Cluster.NodeID, cfg.Cluster.NodeIDPrefix)
-	if err != nil {
-		return nil, err
+	if cfg.NodeID == "" {
+		return nil, errors.New("cluster: the node ID is empty")
 	}
+	id := cfg.NodeID
 	if cfg.ProxyAddr == "" {
 		return nil, errors.New("cluster: the node's advertised proxy address is empty")
 	}
@@ -192,7 +214,7 @@ func New(cfg Config) (*Cluster, error) {
 		publishCh: make(chan struct{}, 1),
 		metaCh:    make(chan struct{}, 1),
 		stop:      make(chan struct{}),
-		local:     localState{status: StatusActive, desired: map[string]int{}, published: map[string]int{}},
+		local:     localState{status: adminapi.StatusActive, desired: map[string]int{}, published: map[string]int{}},
 	}
 	if c.resolver == nil {
 		c.resolver = net.DefaultResolver
@@ -213,14 +235,8 @@ func New(cfg Config) (*Cluster, error) {
 
 	c.timing.GossipKeyCheckInterval = orDefault(c.timing.GossipKeyCheckInterval, filereload.DefaultInterval)
 	c.metrics = newMetrics(c)
-	c.keys, err = newGossipKeys(cfg.Gossip.SecretKey, c.log, c.metrics.setGossipKeys)
-	if err != nil {
-		return nil, err
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	bindIP, bindPort, advIP, advPort, err := gossipAddresses(ctx, c.resolver, cfg.Gossip.BindAddr, cfg.Gossip.AdvertiseAddr)
+	var err error
+	c.keys, err = newGossipKeys(cfg.GossipKeys, c.log, c.metrics.setGossipKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -231,10 +247,10 @@ func New(cfg Config) (*Cluster, error) {
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = id
-	mc.BindAddr = bindIP.String()
-	mc.BindPort = bindPort
-	mc.AdvertiseAddr = advIP.String()
-	mc.AdvertisePort = advPort
+	mc.BindAddr = cfg.BindAddr.Addr().String()
+	mc.BindPort = int(cfg.BindAddr.Port())
+	mc.AdvertiseAddr = cfg.AdvertiseAddr.Addr().String()
+	mc.AdvertisePort = int(cfg.AdvertiseAddr.Port())
 	mc.ProbeInterval = probeInterval
 	mc.ProbeTimeout = probeTimeout
 	mc.SuspicionMult = suspicionMult
@@ -255,22 +271,19 @@ func New(cfg Config) (*Cluster, error) {
 	c.ml, err = memberlist.Create(mc)
 	if err != nil {
 		c.metrics.unregister(cfg.Registerer)
-		return nil, fmt.Errorf("cluster: starting memberlist on gossip.bind_addr %q: %w", cfg.Gossip.BindAddr, err)
+		return nil, fmt.Errorf("cluster: starting memberlist on gossip.bind_addr %s: %w", cfg.BindAddr, err)
 	}
 	self := c.ml.LocalNode()
 	selfIP, _ := netip.AddrFromSlice(self.Addr)
 	c.gossipAddr = netip.AddrPortFrom(selfIP.Unmap(), self.Port)
-	c.bindAddr = netip.AddrPortFrom(bindIP, self.Port)
+	c.bindAddr = netip.AddrPortFrom(cfg.BindAddr.Addr(), self.Port)
 	c.network = "ip4"
 	if c.gossipAddr.Addr().Is6() {
 		c.network = "ip6"
 	}
-	for i, entry := range cfg.Cluster.Join {
-		t, err := parseJoinEntry(entry, c.gossipAddr.Port())
-		if err != nil {
-			_ = c.ml.Shutdown()
-			c.metrics.unregister(cfg.Registerer)
-			return nil, fmt.Errorf("cluster.join[%d] (--cluster.join) %q: %w", i, entry, err)
+	for _, t := range cfg.Join {
+		if t.Port == 0 {
+			t.Port = c.gossipAddr.Port()
 		}
 		c.joins = append(c.joins, t)
 	}
@@ -310,18 +323,14 @@ func (c *Cluster) GossipAddr() string { return c.gossipAddr.String() }
 // gossip), while it keeps serving. Call it first when draining.
 func (c *Cluster) SetLeaving() {
 	c.mu.Lock()
-	if c.local.status == StatusActive {
-		c.local.status = StatusLeaving
+	if c.local.status == adminapi.StatusActive {
+		c.local.status = adminapi.StatusLeaving
 	}
 	c.notifyLocked()
 	c.mu.Unlock()
 	signal(c.publishCh)
 	c.log.Info("node is leaving: peers stop routing to it")
 }
-
-// MarkLeaving is SetLeaving under the name internal/server's Membership
-// interface uses.
-func (c *Cluster) MarkLeaving() { c.SetLeaving() }
 
 // Leave announces that the node leaves the cluster so that the other
 // members drop it at once instead of after failure detection. It waits up
@@ -337,7 +346,7 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	}
 	c.left = true
 	c.mu.Lock()
-	c.local.status = StatusLeft
+	c.local.status = adminapi.StatusLeft
 	c.notifyLocked()
 	c.mu.Unlock()
 	// Tell every member directly that this node is leaving (if SetLeaving

@@ -9,6 +9,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/adminapi"
+	"github.com/pico-proxy/pico/internal/config"
 )
 
 func TestThreeNodesFormOneCluster(t *testing.T) {
@@ -24,7 +27,7 @@ func TestThreeNodesFormOneCluster(t *testing.T) {
 				}
 			}
 			require.Equal(t, other.LocalID(), m.ID)
-			require.Equal(t, StatusActive, m.Status)
+			require.Equal(t, adminapi.StatusActive, m.Status)
 			require.Equal(t, other.cfg.ProxyAddr, m.ProxyAddr)
 			require.Equal(t, other.cfg.AdminAddr, m.AdminAddr)
 			require.Equal(t, other.cfg.UpstreamAddr, m.UpstreamAddr)
@@ -166,9 +169,9 @@ func TestLeavingNodeGetsNoNewRequests(t *testing.T) {
 	}, eventually, tick)
 
 	a.SetLeaving()
-	require.Equal(t, StatusLeaving, status(a, a.LocalID()))
+	require.Equal(t, adminapi.StatusLeaving, status(a, a.LocalID()))
 	for _, n := range []*Cluster{b, c} {
-		require.Eventually(t, func() bool { return status(n, a.LocalID()) == StatusLeaving }, eventually, tick)
+		require.Eventually(t, func() bool { return status(n, a.LocalID()) == adminapi.StatusLeaving }, eventually, tick)
 	}
 	for range 100 {
 		n, ok := c.PickRemote("e")
@@ -198,7 +201,7 @@ func TestGracefulLeaveRemovesTheNodeAtOnce(t *testing.T) {
 	// be what removes it: only the leave message can, and it marks the
 	// node "left", never "dead".
 	for _, n := range nodes[1:] {
-		require.Eventually(t, func() bool { return status(n, a.LocalID()) == StatusLeft }, eventually, tick)
+		require.Eventually(t, func() bool { return status(n, a.LocalID()) == adminapi.StatusLeft }, eventually, tick)
 		require.False(t, n.Gone(a.LocalID()), "a node that left answered what it held: not failed")
 		_, ok := n.PickRemote("e")
 		require.False(t, ok)
@@ -206,7 +209,7 @@ func TestGracefulLeaveRemovesTheNodeAtOnce(t *testing.T) {
 		require.False(t, ok, "a departed node's forwarded requests no longer verify")
 	}
 	waitActive(t, nodes[1:], ids(nodes[1:])...)
-	require.Equal(t, StatusLeft, status(a, a.LocalID()))
+	require.Equal(t, adminapi.StatusLeft, status(a, a.LocalID()))
 }
 
 func TestWholeClusterLeavingAtOnceDoesNotWaitOutTheTimeout(t *testing.T) {
@@ -246,7 +249,7 @@ func TestKilledNodeIsRemovedFromRouting(t *testing.T) {
 	for _, n := range nodes[1:] {
 		require.Eventually(t, func() bool {
 			_, routable := n.PickRemote("e")
-			return !routable && status(n, a.LocalID()) == StatusDead
+			return !routable && status(n, a.LocalID()) == adminapi.StatusDead
 		}, eventually, tick, describe(nodes[1:]))
 		require.True(t, n.Gone(a.LocalID()))
 	}
@@ -270,47 +273,24 @@ func TestDeadNodesAreForgottenAfterAWhile(t *testing.T) {
 	}, eventually, tick)
 }
 
-func TestNodeIDs(t *testing.T) {
-	id, err := NodeID("given-id", "")
-	require.NoError(t, err)
-	require.Equal(t, "given-id", id)
-
-	first, err := NodeID("", "pico-0-")
-	require.NoError(t, err)
-	second, err := NodeID("", "pico-0-")
-	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(first, "pico-0-"))
-	require.Len(t, first, len("pico-0-")+nodeIDSuffixLength)
-	require.NotEqual(t, first, second, "every start gets a fresh suffix")
-
-	random, err := NodeID("", "")
-	require.NoError(t, err)
-	require.Len(t, random, nodeIDSuffixLength)
-
-	for _, bad := range []struct{ id, prefix, want string }{
-		{"has space", "", "cluster.node_id"},
-		{"", "bad/prefix", "cluster.node_id_prefix"},
-		{strings.Repeat("x", maxNodeIDLength+1), "", "cluster.node_id"},
-		{"a", "b", "set only one"},
-	} {
-		_, err := NodeID(bad.id, bad.prefix)
-		require.ErrorContains(t, err, bad.want, "id %q prefix %q", bad.id, bad.prefix)
-	}
-
-	// A node started with a prefix uses prefix + suffix as its memberlist
-	// name, and a restart on the same address gets a new ID that the
-	// cluster accepts next to the memory of the old one.
+// TestRestartedNodeGetsANewIDTheClusterAccepts: a node started with a
+// prefix uses prefix + suffix as its memberlist name (config.NewNodeID),
+// and a restart on the same address with a new ID is accepted next to the
+// cluster's memory of the old one.
+func TestRestartedNodeGetsANewIDTheClusterAccepts(t *testing.T) {
 	ip := nextIP()
 	seed := joinNode(t, testConfig(nextIP()))
 	cfg := testConfig(ip, seed.GossipAddr())
-	cfg.Cluster.NodeIDPrefix = "pico-1-"
+	prefixed := config.Cluster{NodeIDPrefix: "pico-1-"}
+	cfg.NodeID = prefixed.NewNodeID()
 	old := joinNode(t, cfg)
 	require.True(t, strings.HasPrefix(old.LocalID(), "pico-1-"))
 	waitActive(t, []*Cluster{seed}, seed.LocalID(), old.LocalID())
 	require.NoError(t, old.Shutdown()) // crash: the seed still remembers it
+	cfg.NodeID = prefixed.NewNodeID()  // the server of the new process chooses again
 	restarted := joinNode(t, cfg)
 	require.NotEqual(t, old.LocalID(), restarted.LocalID())
-	require.Eventually(t, func() bool { return status(seed, restarted.LocalID()) == StatusActive }, eventually, tick)
+	require.Eventually(t, func() bool { return status(seed, restarted.LocalID()) == adminapi.StatusActive }, eventually, tick)
 }
 
 func TestNewRejectsBadConfiguration(t *testing.T) {
@@ -319,15 +299,11 @@ func TestNewRejectsBadConfiguration(t *testing.T) {
 		change func(*Config)
 		want   string
 	}{
-		"bad node id":        {func(c *Config) { c.Cluster.NodeIDPrefix = ""; c.Cluster.NodeID = "a b" }, "cluster.node_id"},
-		"bad join entry":     {func(c *Config) { c.Cluster.Join = []string{"10.0.0.1:99999"} }, "cluster.join[0]"},
-		"bad join name":      {func(c *Config) { c.Cluster.Join = []string{"not a name"} }, "cluster.join[0]"},
-		"bad bind addr":      {func(c *Config) { c.Gossip.BindAddr = "nonsense" }, "gossip.bind_addr"},
-		"no proxy addr":      {func(c *Config) { c.ProxyAddr = "" }, "proxy address"},
-		"long proxy addr":    {func(c *Config) { c.ProxyAddr = strings.Repeat("a", 200) + ":1" }, "proxy.advertise_addr"},
-		"bad gossip key":     {func(c *Config) { c.Gossip.SecretKey = "c2hvcnQ=" }, "gossip.secret_key (--gossip.secret-key): the value decodes to 5 bytes"},
-		"no gossip key file": {func(c *Config) { c.Gossip.SecretKey = "/no/such/gossip.key" }, "gossip.secret_key (--gossip.secret-key): file /no/such/gossip.key does not exist"},
-		"unspecified adv.":   {func(c *Config) { c.Gossip.AdvertiseAddr = "0.0.0.0:1" }, "gossip.advertise_addr"},
+		// The configuration's own checks are config.Server.Validate's
+		// (internal/config TestClusterAndGossipAreValidatedAtLoad).
+		"no node id":      {func(c *Config) { c.NodeID = "" }, "node ID is empty"},
+		"no proxy addr":   {func(c *Config) { c.ProxyAddr = "" }, "proxy address"},
+		"long proxy addr": {func(c *Config) { c.ProxyAddr = strings.Repeat("a", 200) + ":1" }, "proxy.advertise_addr"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := testConfig(ip)
@@ -402,7 +378,7 @@ func TestChangedIsClosedOnChanges(t *testing.T) {
 func TestRunReturnsWhenContextEnds(t *testing.T) {
 	for _, interval := range []time.Duration{0, time.Hour} {
 		cfg := testConfig(nextIP(), "127.0.0.1:1")
-		cfg.Cluster.RejoinInterval = interval
+		cfg.RejoinInterval = interval
 		c := startNode(t, cfg)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -418,7 +394,7 @@ func TestNodesReportedUnreachableAreAvoidedWhileOthersHoldTheEndpoint(t *testing
 	a.UpdateLocalEndpoints(map[string]int{"shared": 5, "only-a": 1})
 	b.UpdateLocalEndpoints(map[string]int{"shared": 1})
 	require.Eventually(t, func() bool {
-		return routesTo(client, "only-a", a.LocalID()) && status(client, b.LocalID()) == StatusActive && func() bool {
+		return routesTo(client, "only-a", a.LocalID()) && status(client, b.LocalID()) == adminapi.StatusActive && func() bool {
 			d, _ := client.Node(b.LocalID())
 			return d.Upstreams == 1
 		}()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/pico-proxy/pico/internal/config"
 )
 
 // Wire format of Pico's gossip payloads. Everything a node tells others
@@ -296,9 +298,9 @@ func (r *reader) string(maxLen int) string {
 }
 
 func (r *reader) nodeID() string {
-	id := r.string(maxNodeIDLength)
+	id := r.string(config.MaxNodeIDLength)
 	if r.err == nil {
-		if err := validateNodeID(id); err != nil {
+		if err := config.ValidateNodeID(id); err != nil {
 			r.fail("node ID %q: %w", id, err)
 		}
 	}

@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"log/slog"
-	"net/netip"
 	"strings"
 	"testing"
 
@@ -110,43 +109,6 @@ func FuzzDecodeMeta(f *testing.F) {
 		m2, err := decodeMeta(encodeMeta(m))
 		require.NoError(t, err)
 		require.Equal(t, m, m2)
-	})
-}
-
-func TestParseJoinEntry(t *testing.T) {
-	for entry, want := range map[string]joinTarget{
-		"10.0.0.1":             {ip: netip.MustParseAddr("10.0.0.1"), port: 8003},
-		" 10.0.0.1:9000 ":      {ip: netip.MustParseAddr("10.0.0.1"), port: 9000},
-		"::1":                  {ip: netip.MustParseAddr("::1"), port: 8003},
-		"[::1]":                {ip: netip.MustParseAddr("::1"), port: 8003},
-		"[fd00::5]:7946":       {ip: netip.MustParseAddr("fd00::5"), port: 7946},
-		"::ffff:10.0.0.2":      {ip: netip.MustParseAddr("10.0.0.2"), port: 8003},
-		"pico-headless":        {host: "pico-headless", port: 8003},
-		"pico-0.pico.ns.svc.":  {host: "pico-0.pico.ns.svc.", port: 8003},
-		"pico.example.com:123": {host: "pico.example.com", port: 123},
-	} {
-		got, err := parseJoinEntry(entry, 8003)
-		require.NoError(t, err, entry)
-		want.entry = entry
-		require.Equal(t, want, got, entry)
-	}
-	for _, bad := range []string{"", "  ", "host:0", "host:65536", "host:http", "has space", "a..b", "http://x", "[::1]:x", "-:1:2"} {
-		_, err := parseJoinEntry(bad, 8003)
-		require.Error(t, err, bad)
-	}
-}
-
-func FuzzParseJoinEntry(f *testing.F) {
-	for _, s := range []string{"10.0.0.1", "10.0.0.1:9000", "[::1]:1", "::1", "name", "name.example:80", "name:0"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, entry string) {
-		got, err := parseJoinEntry(entry, 8003)
-		if err != nil {
-			return
-		}
-		require.NotZero(t, got.port)
-		require.NotEqual(t, got.ip.IsValid(), got.host != "", "exactly one of IP and name")
 	})
 }
 

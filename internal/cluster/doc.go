@@ -1,13 +1,13 @@
 // Package cluster turns a set of Pico server nodes into one cluster:
 // membership and failure detection with hashicorp/memberlist on the gossip
 // port, the routing table of which node holds upstreams for which
-// endpoint, node IDs, the initial join with retries and the periodic
+// endpoint, the initial join with retries and the periodic
 // re-join that heals split brains, and the proof that a forwarded request
 // comes from a member.
 //
 // # Lifecycle
 //
-//	c, err := cluster.New(cfg)   // memberlist listening, not joined
+//	c, err := cluster.New(cfg)   // memberlist listening, not joined (cfg holds resolved values)
 //	err = c.Join(ctx)            // initial join (cluster.join, join_timeout, abort_if_join_fails)
 //	go c.Run(ctx)                // periodic re-join (cluster.rejoin_interval)
 //	c.UpdateLocalEndpoints(m)    // whenever local upstreams change
@@ -16,10 +16,14 @@
 //	c.Leave(timeout)             // after the drain: peers drop the node at once
 //	c.Shutdown()
 //
-// Node IDs are cluster.node_id as given, or cluster.node_id_prefix plus a
-// random suffix drawn at every start: memberlist refuses a known name that
-// reappears with another address, so a restarted process always joins
-// under a new name and the old one is removed by its leave (or failure).
+// The node ID comes in Config (chosen once by internal/server with
+// config.Cluster.NewNodeID: cluster.node_id as given, or
+// cluster.node_id_prefix plus a random suffix drawn at every start):
+// memberlist refuses a known name that reappears with another address, so
+// a restarted process always joins under a new name and the old one is
+// removed by its leave (or failure). The gossip addresses come resolved
+// too (internal/server owns the advertise rule), and so do the join
+// targets and gossip keys (parsed by config.Server.Validate at load).
 //
 // # Routing state
 //
@@ -80,7 +84,7 @@
 //
 // # Gossip keys
 //
-// gossip.secret_key (see config.LoadGossipKeys) is one inline key or a
+// gossip.secret_key (read at load, see config.LoadGossipKeys) is one inline key or a
 // key file with one key per line: memberlist encrypts with the first
 // (the primary) and accepts all of them. A key file is checked every
 // Timing.GossipKeyCheckInterval (10 s) and a change is applied to the

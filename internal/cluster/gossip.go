@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/pico-proxy/pico/internal/adminapi"
 )
 
 // How routing state spreads (see also codec.go):
@@ -357,7 +359,7 @@ func (c *Cluster) publishLoop() {
 // the desired one, if any.
 func (c *Cluster) publish() {
 	c.mu.Lock()
-	leaving := c.local.status != StatusActive
+	leaving := c.local.status != adminapi.StatusActive
 	changes := diffCounts(c.local.published, c.local.desired)
 	if len(changes) == 0 && leaving == c.local.publishedLeaving {
 		c.mu.Unlock()

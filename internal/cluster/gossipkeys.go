@@ -30,17 +30,14 @@ type gossipKeys struct {
 	applied [][]byte
 }
 
-// newGossipKeys builds the keyring from the value of gossip.secret_key
-// (see config.LoadGossipKeys). For a key file, the file is watched: the
-// first read of the watch is the key set used, so no change between the
-// validation and the start can be lost.
-func newGossipKeys(value string, logger *slog.Logger, onChange func([][]byte)) (*gossipKeys, error) {
-	set, err := config.LoadGossipKeys(value)
-	if err != nil {
-		return nil, err
-	}
+// newGossipKeys builds the keyring from the keys gossip.secret_key held
+// at load (config.Gossip.Keys). For a key file, the file is watched from
+// now on: a change since the load is applied at the first check, like any
+// later one.
+func newGossipKeys(set config.GossipKeys, logger *slog.Logger, onChange func([][]byte)) (*gossipKeys, error) {
 	k := &gossipKeys{log: logger, onChange: onChange}
 	keys := set.Keys
+	var err error
 	if set.File != "" {
 		parse := func(contents [][]byte) ([][]byte, error) { return config.ParseGossipKeyFile(set.File, contents[0]) }
 		// The reload loop is the schedule: it calls Get once per
@@ -54,7 +51,6 @@ func newGossipKeys(value string, logger *slog.Logger, onChange func([][]byte)) (
 			}
 			return nil, err
 		}
-		keys = k.file.Get()
 	}
 	if len(keys) > 0 {
 		if k.ring, err = memberlist.NewKeyring(keys[1:], keys[0]); err != nil {

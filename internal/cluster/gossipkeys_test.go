@@ -15,9 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/adminapi"
+	"github.com/pico-proxy/pico/internal/testutil"
 )
 
 // keyCheckInterval is how often the tests' nodes check their key files.
@@ -65,7 +67,7 @@ func startKeyNode(t testing.TB, keys [][]byte, join ...string) *keyNode {
 	n := &keyNode{file: filepath.Join(t.TempDir(), "gossip.key"), reg: prometheus.NewRegistry(), logs: &testutil.LogBuffer{}}
 	writeKeyFile(t, n.file, keys...)
 	cfg := testConfig(nextIP(), join...)
-	cfg.Gossip.SecretKey = n.file
+	cfg.GossipKeys = loadKeys(t, n.file)
 	cfg.Registerer = n.reg
 	cfg.Logger = slog.New(slog.NewTextHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg.Timing.GossipKeyCheckInterval = keyCheckInterval
@@ -226,12 +228,12 @@ func TestGossipKeyRollingRotation(t *testing.T) {
 
 	// The old key no longer opens the cluster; the new one does.
 	stranger := testConfig(nextIP(), a.GossipAddr())
-	stranger.Gossip.SecretKey = base64.StdEncoding.EncodeToString(oldKey)
-	stranger.Cluster.JoinTimeout = 500 * time.Millisecond
+	stranger.GossipKeys = loadKeys(t, base64.StdEncoding.EncodeToString(oldKey))
+	stranger.JoinTimeout = 500 * time.Millisecond
 	require.ErrorContains(t, startNode(t, stranger).Join(context.Background()), "none could be joined")
 	require.Len(t, a.Nodes(), 3, "the node with the old key is no member")
 	newcomer := testConfig(nextIP(), a.GossipAddr())
-	newcomer.Gossip.SecretKey = base64.StdEncoding.EncodeToString(newKey)
+	newcomer.GossipKeys = loadKeys(t, base64.StdEncoding.EncodeToString(newKey))
 	joinNode(t, newcomer)
 	require.Eventually(t, func() bool { return len(activeIDs(a.Cluster)) == 4 }, eventually, tick)
 }
@@ -297,7 +299,7 @@ func TestGossipKeySkippedStepIsWarnedAndCutsTheNodeOff(t *testing.T) {
 	} {
 		require.Contains(t, b.logs.Line(warning), "level=WARN")
 	}
-	require.Eventually(t, func() bool { return status(a.Cluster, b.LocalID()) == StatusDead }, eventually, tick,
+	require.Eventually(t, func() bool { return status(a.Cluster, b.LocalID()) == adminapi.StatusDead }, eventually, tick,
 		"a can no longer read b: %s", describe([]*Cluster{a.Cluster, b.Cluster}))
 
 	writeKeyFile(t, b.file, oldKey)

@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/testdns"
 )
@@ -54,20 +55,44 @@ func testLogger() *slog.Logger {
 }
 
 // testConfig is the configuration of a node on ip with the default test
-// port.
+// port, with a fresh node ID.
 func testConfig(ip netip.Addr, join ...string) Config {
+	gossip := netip.AddrPortFrom(ip, testGossipPort)
 	cl := config.DefaultCluster()
 	cl.NodeIDPrefix = "node-" + ip.String() + "-"
-	cl.Join = join
-	cl.RejoinInterval = 0
 	return Config{
-		Cluster:      cl,
-		Gossip:       config.Gossip{Listener: config.Listener{BindAddr: net.JoinHostPort(ip.String(), strconv.Itoa(testGossipPort))}},
-		ProxyAddr:    net.JoinHostPort(ip.String(), "8000"),
-		AdminAddr:    net.JoinHostPort(ip.String(), "8002"),
-		UpstreamAddr: net.JoinHostPort(ip.String(), "8001"),
-		Logger:       testLogger(),
+		NodeID:           cl.NewNodeID(),
+		BindAddr:         gossip,
+		AdvertiseAddr:    gossip,
+		Join:             joinTargets(join...),
+		JoinTimeout:      cl.JoinTimeout,
+		AbortIfJoinFails: cl.AbortIfJoinFails,
+		ProxyAddr:        net.JoinHostPort(ip.String(), "8000"),
+		AdminAddr:        net.JoinHostPort(ip.String(), "8002"),
+		UpstreamAddr:     net.JoinHostPort(ip.String(), "8001"),
+		Logger:           testLogger(),
 	}
+}
+
+// joinTargets parses cluster.join entries as config.Cluster.Validate does.
+func joinTargets(entries ...string) []config.JoinTarget {
+	var out []config.JoinTarget
+	for _, e := range entries {
+		t, err := config.ParseJoinEntry(e)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// loadKeys reads a gossip.secret_key value as config.Gossip.Validate does.
+func loadKeys(t testing.TB, value string) config.GossipKeys {
+	t.Helper()
+	keys, err := config.LoadGossipKeys(value)
+	require.NoError(t, err)
+	return keys
 }
 
 // startNode creates a node and shuts it down at the end of the test.
@@ -113,7 +138,7 @@ func ids(nodes []*Cluster) []string {
 func activeIDs(c *Cluster) []string {
 	var out []string
 	for _, n := range c.Nodes() {
-		if n.Status == StatusActive {
+		if n.Status == adminapi.StatusActive {
 			out = append(out, n.ID)
 		}
 	}

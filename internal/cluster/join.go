@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/pico-proxy/pico/internal/config"
 )
 
 // Join backoff between attempts of the initial join.
@@ -34,7 +37,7 @@ func (c *Cluster) Join(ctx context.Context) error {
 		c.log.Info("cluster.join is empty: this node starts a new cluster")
 		return nil
 	}
-	timeout := orDefault(c.cfg.Cluster.JoinTimeout, defaultJoinTimeout)
+	timeout := orDefault(c.cfg.JoinTimeout, defaultJoinTimeout)
 	deadline, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -79,7 +82,7 @@ func (c *Cluster) Join(ctx context.Context) error {
 		c.log.Warn("cluster.join did not resolve to any other node within cluster.join_timeout: this node starts a new cluster", "timeout", timeout, "error", lastErr)
 		return nil
 	}
-	if c.cfg.Cluster.AbortIfJoinFails {
+	if c.cfg.AbortIfJoinFails {
 		return fmt.Errorf("cluster.join resolved to other nodes but none could be joined within cluster.join_timeout (%s): %w", timeout, lastErr)
 	}
 	c.log.Warn("could not join any other node within cluster.join_timeout; continuing alone (cluster.abort_if_join_fails is off)", "timeout", timeout, "error", lastErr)
@@ -93,7 +96,7 @@ func (c *Cluster) Join(ctx context.Context) error {
 // forgotten the nodes on the other side. It returns when ctx is done or
 // the node shuts down.
 func (c *Cluster) Run(ctx context.Context) {
-	interval := c.cfg.Cluster.RejoinInterval
+	interval := c.cfg.RejoinInterval
 	if interval <= 0 || len(c.joins) == 0 {
 		select {
 		case <-ctx.Done():
@@ -185,6 +188,46 @@ func addrStrings(addrs []netip.AddrPort) []string {
 	out := make([]string, len(addrs))
 	for i, a := range addrs {
 		out[i] = a.String()
+	}
+	return out
+}
+
+// resolved is the outcome of resolving the join entries once.
+type resolved struct {
+	addrs []netip.AddrPort // every address found, deduplicated, in order
+	errs  []error          // lookups that failed for another reason than "no such name"
+}
+
+// resolveTargets looks up every target: an IP stands for itself, a name
+// expands to all its addresses of the given family ("ip4" or "ip6"). A
+// name that does not exist or has no address counts as resolving to
+// nothing, not as an error.
+func resolveTargets(ctx context.Context, r *net.Resolver, network string, targets []config.JoinTarget) resolved {
+	var out resolved
+	seen := make(map[netip.AddrPort]bool)
+	add := func(ap netip.AddrPort) {
+		if !seen[ap] {
+			seen[ap] = true
+			out.addrs = append(out.addrs, ap)
+		}
+	}
+	for _, t := range targets {
+		if t.IP.IsValid() {
+			add(netip.AddrPortFrom(t.IP, t.Port))
+			continue
+		}
+		ips, err := r.LookupNetIP(ctx, network, t.Host)
+		if err != nil {
+			var dnsErr *net.DNSError
+			if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+				continue
+			}
+			out.errs = append(out.errs, fmt.Errorf("resolving cluster.join entry %q: %w", t.Entry, err))
+			continue
+		}
+		for _, ip := range ips {
+			add(netip.AddrPortFrom(ip.Unmap(), t.Port))
+		}
 	}
 	return out
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/adminapi"
 )
 
 func TestJoinExpandsANameToAllItsAddresses(t *testing.T) {
@@ -45,8 +47,8 @@ func TestJoinNamesResolvingOnlyToThisNodeStartANewCluster(t *testing.T) {
 	dns.SetEmpty("empty.pico.test")
 	cfg := testConfig(ip, "self.pico.test", "empty.pico.test", "missing.pico.test", net.JoinHostPort(ip.String(), "17946"))
 	cfg.Resolver = testResolver(dns)
-	cfg.Cluster.AbortIfJoinFails = true
-	cfg.Cluster.JoinTimeout = time.Minute
+	cfg.AbortIfJoinFails = true
+	cfg.JoinTimeout = time.Minute
 	c := startNode(t, cfg)
 	// The first pod of a new cluster must not wait for the join timeout:
 	// a Join that waited would be cut short by this deadline and fail.
@@ -63,8 +65,8 @@ func TestJoinFailsWhenOtherNodesCannotBeJoined(t *testing.T) {
 
 	cfg := testConfig(self, "others.pico.test")
 	cfg.Resolver = testResolver(dns)
-	cfg.Cluster.AbortIfJoinFails = true
-	cfg.Cluster.JoinTimeout = time.Second
+	cfg.AbortIfJoinFails = true
+	cfg.JoinTimeout = time.Second
 	c := startNode(t, cfg)
 	err := c.Join(context.Background())
 	require.ErrorContains(t, err, "none could be joined within cluster.join_timeout")
@@ -73,7 +75,7 @@ func TestJoinFailsWhenOtherNodesCannotBeJoined(t *testing.T) {
 
 	// Without abort_if_join_fails the node carries on alone.
 	require.NoError(t, c.Shutdown())
-	cfg.Cluster.AbortIfJoinFails = false
+	cfg.AbortIfJoinFails = false
 	c = startNode(t, cfg)
 	require.NoError(t, c.Join(context.Background()))
 }
@@ -84,7 +86,7 @@ func TestJoinRetriesUntilAMemberAppears(t *testing.T) {
 	dns.SetAddrs("later.pico.test", ipA)
 	cfg := testConfig(ipB, "later.pico.test")
 	cfg.Resolver = testResolver(dns)
-	cfg.Cluster.JoinTimeout = 30 * time.Second
+	cfg.JoinTimeout = 30 * time.Second
 	b := startNode(t, cfg)
 	joined := make(chan error, 1)
 	go func() { joined <- b.Join(context.Background()) }()
@@ -97,7 +99,7 @@ func TestJoinRetriesUntilAMemberAppears(t *testing.T) {
 
 func TestJoinIsInterruptedByItsContext(t *testing.T) {
 	cfg := testConfig(nextIP(), nextIP().String()) // nobody there
-	cfg.Cluster.JoinTimeout = time.Minute
+	cfg.JoinTimeout = time.Minute
 	c := startNode(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -114,7 +116,7 @@ func TestSplitBrainIsHealedByThePeriodicRejoin(t *testing.T) {
 	start := func(ip netip.Addr, name string) *Cluster {
 		cfg := testConfig(ip, name)
 		cfg.Resolver = testResolver(dns)
-		cfg.Cluster.RejoinInterval = 200 * time.Millisecond
+		cfg.RejoinInterval = 200 * time.Millisecond
 		c := joinNode(t, cfg)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -175,8 +177,8 @@ func TestPartitionedNodeRejoinsWhenThePartitionHeals(t *testing.T) {
 
 	isolated.Store(true)
 	require.Eventually(t, func() bool {
-		return status(a, c.LocalID()) == StatusDead && status(b, c.LocalID()) == StatusDead &&
-			status(c, a.LocalID()) == StatusDead && status(c, b.LocalID()) == StatusDead
+		return status(a, c.LocalID()) == adminapi.StatusDead && status(b, c.LocalID()) == adminapi.StatusDead &&
+			status(c, a.LocalID()) == adminapi.StatusDead && status(c, b.LocalID()) == adminapi.StatusDead
 	}, eventually, tick, describe(nodes))
 	_, ok := a.PickRemote("on-c")
 	require.False(t, ok)
@@ -286,17 +288,17 @@ func TestGossipEncryptionKeepsStrangersOut(t *testing.T) {
 	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	first := nextIP()
 	cfg := testConfig(first)
-	cfg.Gossip.SecretKey = key
+	cfg.GossipKeys = loadKeys(t, key)
 	a := joinNode(t, cfg)
 	cfg = testConfig(nextIP(), first.String())
-	cfg.Gossip.SecretKey = key
+	cfg.GossipKeys = loadKeys(t, key)
 	b := joinNode(t, cfg)
 	waitActive(t, []*Cluster{a, b}, a.LocalID(), b.LocalID())
 
 	for name, strangerKey := range map[string]string{"wrong key": base64.StdEncoding.EncodeToString([]byte("fedcba9876543210fedcba9876543210")), "no key": ""} {
 		cfg = testConfig(nextIP(), first.String())
-		cfg.Gossip.SecretKey = strangerKey
-		cfg.Cluster.JoinTimeout = 500 * time.Millisecond
+		cfg.GossipKeys = loadKeys(t, strangerKey)
+		cfg.JoinTimeout = 500 * time.Millisecond
 		stranger := startNode(t, cfg)
 		require.ErrorContains(t, stranger.Join(context.Background()), "none could be joined", name)
 		require.Equal(t, ids([]*Cluster{a, b}), activeIDs(a), name)

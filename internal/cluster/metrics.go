@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pico-proxy/pico/internal/adminapi"
 )
 
 // metrics are the package's Prometheus metrics.
@@ -35,7 +37,7 @@ func newMetrics(c *Cluster) *metrics {
 		m.verifyFailures.WithLabelValues(reason)
 	}
 	m.collectors = append(m.collectors, m.verifyFailures, m.pulls, m.gossipKeys)
-	for _, status := range []string{StatusActive, StatusLeaving, StatusLeft, StatusDead} {
+	for _, status := range []string{adminapi.StatusActive, adminapi.StatusLeaving, adminapi.StatusLeft, adminapi.StatusDead} {
 		m.collectors = append(m.collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "pico_cluster_members",
 			Help:        "Known cluster members, this node included, by status (dead and left ones are forgotten after a short while).",

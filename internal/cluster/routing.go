@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/pico-proxy/pico/internal/adminapi"
 )
 
 // membership is what memberlist says about a peer.
@@ -47,14 +49,14 @@ func (p *peer) routable() bool {
 func (p *peer) status() string {
 	switch p.member {
 	case memberDead:
-		return StatusDead
+		return adminapi.StatusDead
 	case memberLeft:
-		return StatusLeft
+		return adminapi.StatusLeft
 	}
 	if p.leaving {
-		return StatusLeaving
+		return adminapi.StatusLeaving
 	}
-	return StatusActive
+	return adminapi.StatusActive
 }
 
 func (p *peer) gossipAddr() netip.AddrPort {
@@ -167,21 +169,21 @@ func (c *Cluster) Gone(id string) bool {
 
 // Nodes lists every member, this node included, sorted by ID. Nodes that
 // failed or left stay listed (with status dead or left) for a short while.
-func (c *Cluster) Nodes() []NodeSummary {
+func (c *Cluster) Nodes() []adminapi.NodeSummary {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	out := []NodeSummary{c.localInfoLocked().Summary(c.local.desired)}
+	out := []adminapi.NodeSummary{c.localInfoLocked().Summary(c.local.desired)}
 	for _, p := range c.peers {
 		if p.member != memberUnknown {
 			out = append(out, p.info().Summary(p.endpoints))
 		}
 	}
-	slices.SortFunc(out, func(a, b NodeSummary) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b adminapi.NodeSummary) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
-func (p *peer) info() NodeInfo {
-	return NodeInfo{
+func (p *peer) info() adminapi.NodeInfo {
+	return adminapi.NodeInfo{
 		ID:           p.id,
 		Status:       p.status(),
 		ProxyAddr:    p.meta.ProxyAddr,
@@ -192,8 +194,8 @@ func (p *peer) info() NodeInfo {
 	}
 }
 
-func (c *Cluster) localInfoLocked() NodeInfo {
-	return NodeInfo{
+func (c *Cluster) localInfoLocked() adminapi.NodeInfo {
+	return adminapi.NodeInfo{
 		ID:           c.id,
 		Status:       c.local.status,
 		ProxyAddr:    c.cfg.ProxyAddr,
@@ -205,7 +207,7 @@ func (c *Cluster) localInfoLocked() NodeInfo {
 }
 
 // Node returns the details of the member with id (this node included).
-func (c *Cluster) Node(id string) (NodeDetail, bool) {
+func (c *Cluster) Node(id string) (adminapi.NodeDetail, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if id == c.id {
@@ -213,7 +215,7 @@ func (c *Cluster) Node(id string) (NodeDetail, bool) {
 	}
 	p, ok := c.peers[id]
 	if !ok || p.member == memberUnknown {
-		return NodeDetail{}, false
+		return adminapi.NodeDetail{}, false
 	}
 	return p.info().Detail(p.endpoints), true
 }
@@ -282,7 +284,7 @@ type MemberLoad struct {
 func (c *Cluster) Loads() ([]MemberLoad, map[string]int) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	members := []MemberLoad{{ID: c.id, Upstreams: c.local.upstreams, Active: c.local.status == StatusActive, Local: true}}
+	members := []MemberLoad{{ID: c.id, Upstreams: c.local.upstreams, Active: c.local.status == adminapi.StatusActive, Local: true}}
 	elsewhere := map[string]int{}
 	for _, p := range c.peers {
 		if p.member != memberAlive {

@@ -159,3 +159,30 @@ func TestClientCredentials(t *testing.T) {
 	_, err = agent.Connect.BearerToken("connect")
 	require.ErrorContains(t, err, "is empty")
 }
+
+// TestValidatedOnceAtLoad: checks of the configuration that auth.NewVerifier,
+// tlsconfig.NewServer and tlsconfig.NewClient used to repeat (their tests'
+// cases, moved here) are made once, by Validate at load; the components
+// only read files.
+func TestValidatedOnceAtLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"http key set", (&Auth{JWKSURL: "http://issuer.example/jwks.json", JWKSRefreshInterval: time.Minute}).Validate("auth"),
+			"auth.jwks_url (--auth.jwks-url): plain http would let anyone on the path substitute keys"},
+		{"audience without a key", (&Auth{TokenAudience: "pico"}).Validate("proxy.auth"),
+			"proxy.auth.token_audience (--proxy.auth.token-audience) is set but no verification key is"},
+		{"server cert without key", (&TLS{Cert: "/tls.crt"}).Validate("proxy.tls"),
+			"proxy.tls.cert (--proxy.tls.cert) is set but proxy.tls.key (--proxy.tls.key) is empty"},
+		{"peer CAs without TLS", (&TLS{PeerCAs: "/ca.crt"}).Validate("proxy.tls"),
+			"proxy.tls.peer_cas (--proxy.tls.peer-cas) needs TLS; set proxy.tls.cert (--proxy.tls.cert) and proxy.tls.key (--proxy.tls.key) too"},
+		{"peer CAs on another port", (&TLS{Cert: "/tls.crt", Key: "/tls.key", PeerCAs: "/ca.crt"}).Validate("upstream.tls"),
+			"upstream.tls.peer_cas is not a setting: members forward to each other's proxy ports only; set proxy.tls.peer_cas (--proxy.tls.peer-cas) instead"},
+		{"client CA and insecure", (&ClientTLS{CA: "/ca.crt", InsecureSkipVerify: true}).Validate("connect.tls"), "are both set"},
+		{"client cert without key", (&ClientTLS{Cert: "/tls.crt"}).Validate("connect.tls"), "must be set together"},
+	} {
+		require.ErrorContains(t, tc.err, tc.want, tc.name)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -22,6 +23,8 @@ type Server struct {
 	Cluster  Cluster   `yaml:"cluster"`
 	Server   Lifecycle `yaml:"server"`
 	Log      Log       `yaml:"log"`
+
+	validated bool // Validate succeeded
 }
 
 // DefaultServer returns the documented defaults.
@@ -50,9 +53,10 @@ func (s *Server) RegisterFlags(fs *pflag.FlagSet) {
 	s.Log.RegisterFlags(fs)
 }
 
-// Validate returns every problem found, joined.
+// Validate returns every problem found, joined, and parses what the
+// components take parsed (log level, join entries, gossip keys).
 func (s *Server) Validate() error {
-	return errors.Join(
+	err := errors.Join(
 		s.Auth.Validate("auth"),
 		s.Proxy.Validate(),
 		s.Upstream.Validate(),
@@ -62,7 +66,13 @@ func (s *Server) Validate() error {
 		s.Server.Validate(),
 		s.Log.Validate(),
 	)
+	s.validated = err == nil
+	return err
 }
+
+// Validated reports whether the last Validate succeeded: the parsed values
+// are then in place.
+func (s *Server) Validated() bool { return s.validated }
 
 // Listener is a bind address plus the address other nodes use to reach it.
 type Listener struct {
@@ -252,6 +262,8 @@ type Gossip struct {
 	// LoadGossipKeys); a running node applies changes to the file. Nodes
 	// without the keys can neither join nor read the cluster.
 	SecretKey string `yaml:"secret_key"`
+
+	keys GossipKeys // SecretKey, read by Validate
 }
 
 // RegisterFlags registers the gossip.* flags.
@@ -260,12 +272,27 @@ func (g *Gossip) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&g.SecretKey, "gossip.secret-key", g.SecretKey, "base64 AES key (16, 24 or 32 bytes), or the path of a file holding one key per line (the first encrypts, all are accepted; re-read while running), encrypting all gossip")
 }
 
-// Validate checks the gossip section, including that the secret key (or
-// its file) holds a usable key.
+// Validate checks the gossip section and reads the secret key (or its
+// file), which must hold usable keys (Keys).
 func (g *Gossip) Validate() error {
-	_, err := LoadGossipKeys(g.SecretKey)
-	return errors.Join(g.Listener.Validate("gossip"), err)
+	keys, err := LoadGossipKeys(g.SecretKey)
+	g.keys = keys
+	return errors.Join(g.Listener.Validate("gossip"), g.validateAdvertise(), err)
 }
+
+// validateAdvertise refuses an unspecified IP as gossip.advertise_addr:
+// memberlist would publish an address nobody can reach.
+func (g *Gossip) validateAdvertise() error {
+	host, _, err := net.SplitHostPort(g.AdvertiseAddr)
+	if ip, perr := netip.ParseAddr(host); err == nil && perr == nil && ip.IsUnspecified() {
+		return fmt.Errorf("%s %q: an unspecified address cannot be reached; give this node's IP", describeKey("gossip.advertise_addr"), g.AdvertiseAddr)
+	}
+	return nil
+}
+
+// Keys are the gossip keys Validate read from gossip.secret_key; a key
+// file is the set of keys it held then (a running node watches the file).
+func (g *Gossip) Keys() GossipKeys { return g.keys }
 
 // Cluster configures membership.
 type Cluster struct {
@@ -288,6 +315,8 @@ type Cluster struct {
 	RejoinInterval time.Duration `yaml:"rejoin_interval"`
 	// Rebalance spreads agent connections evenly over the members.
 	Rebalance Rebalance `yaml:"rebalance"`
+
+	joinTargets []JoinTarget // Join, parsed by Validate
 }
 
 // Rebalance configures how a member holding more than its fair share of
@@ -365,18 +394,10 @@ func (c *Cluster) RegisterFlags(fs *pflag.FlagSet) {
 	c.Rebalance.RegisterFlags(fs)
 }
 
-// Validate checks the cluster section.
+// Validate checks the cluster section and parses its join entries
+// (JoinTargets).
 func (c *Cluster) Validate() error {
-	var errs []error
-	if c.NodeID != "" && c.NodeIDPrefix != "" {
-		errs = append(errs, errors.New("cluster.node_id and cluster.node_id_prefix are both set; set only one"))
-	}
-	for i, j := range c.Join {
-		if j == "" {
-			errs = append(errs, fmt.Errorf("cluster.join[%d] is empty; give an address or DNS name", i))
-		}
-	}
-	errs = append(errs, positiveDuration("cluster.join_timeout", c.JoinTimeout))
+	errs := []error{c.validateNodeIDs(), c.validateJoin(), positiveDuration("cluster.join_timeout", c.JoinTimeout)}
 	if c.RejoinInterval < 0 {
 		errs = append(errs, fmt.Errorf("cluster.rejoin_interval is %s; use a positive duration or 0 to disable", c.RejoinInterval))
 	}

@@ -110,9 +110,11 @@ func TestExpandEnv(t *testing.T) {
 	require.Equal(t, "pico-2-", cfg.Cluster.NodeIDPrefix)
 	require.Equal(t, []string{"pico-headless"}, cfg.Cluster.Join)
 
-	cfg, err = loadServer(t, "--config.path", path)
-	require.NoError(t, err)
-	require.Equal(t, "${POD_NAME}-", cfg.Cluster.NodeIDPrefix, "no expansion without --config.expand-env")
+	// Without expansion the literal text reaches validation, which now
+	// refuses it at load (before, the cluster did at start).
+	_, err = loadServer(t, "--config.path", path)
+	require.ErrorContains(t, err, `cluster.node_id_prefix (--cluster.node-id-prefix) "${POD_NAME}-"`, "no expansion without --config.expand-env")
+	require.ErrorContains(t, err, `cluster.join[0] (--cluster.join) "${JOIN:-pico-headless}"`)
 }
 
 func TestExpandEnvRefusesUnsetVariables(t *testing.T) {
@@ -201,7 +203,9 @@ func TestMissingFile(t *testing.T) {
 func TestEmptyFileKeepsDefaults(t *testing.T) {
 	cfg, err := loadServer(t, "--config.path", writeFile(t, "# nothing\n"))
 	require.NoError(t, err)
-	require.Equal(t, DefaultServer(), cfg)
+	defaults := DefaultServer()
+	require.NoError(t, defaults.Validate()) // as loaded: validated
+	require.Equal(t, defaults, cfg)
 }
 
 func TestEveryKeyHasAFlag(t *testing.T) {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"net/http"
 
-	"github.com/pico-proxy/pico/internal/cluster"
 	"github.com/pico-proxy/pico/internal/upstream"
 )
 
@@ -23,7 +22,7 @@ type exchange struct {
 	// upgrade forwarded to another node, never a local HTTP stream).
 	remoteOnly bool
 	// firstNode, when set, is the node the first remote attempt goes to.
-	firstNode *cluster.Node
+	firstNode *Node
 
 	// routed is set once an upstream was found anywhere: only then is
 	// the endpoint used as a metrics label (bounded cardinality).

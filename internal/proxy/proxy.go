@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pico-proxy/pico/internal/auth"
-	"github.com/pico-proxy/pico/internal/cluster"
 	"github.com/pico-proxy/pico/internal/connpool"
 	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/upstream"
@@ -274,7 +273,7 @@ func (p *Proxy) fail(ex *exchange, status int, msg string) {
 // route finds where ex's request goes: a leased local session (the caller
 // must Release it) or a remote node. It waits for a pending registration,
 // and up to UpstreamWait for an upstream to appear anywhere.
-func (p *Proxy) route(ctx context.Context, ex *exchange) (*upstream.Session, cluster.Node, error) {
+func (p *Proxy) route(ctx context.Context, ex *exchange) (*upstream.Session, Node, error) {
 	var deadline time.Time
 	for {
 		localChanged := p.registry.Changed()
@@ -288,21 +287,21 @@ func (p *Proxy) route(ctx context.Context, ex *exchange) (*upstream.Session, clu
 			s, avail = p.registry.Acquire(ex.endpoint, ex.triedSessions...)
 			if s != nil {
 				ex.routed = true
-				return s, cluster.Node{}, nil
+				return s, Node{}, nil
 			}
 		}
 		switch {
 		case avail == upstream.Pending:
 			// An agent is being told it is registered: wait for it.
 			if err := p.wait(ctx, localChanged, remoteChanged, time.Time{}); err != nil {
-				return nil, cluster.Node{}, err
+				return nil, Node{}, err
 			}
 			continue
 		case ex.forwardedBy != "":
 			if avail == upstream.Busy {
-				return nil, cluster.Node{}, &busyError{endpoint: ex.endpoint}
+				return nil, Node{}, &busyError{endpoint: ex.endpoint}
 			}
-			return nil, cluster.Node{}, &noUpstreamError{endpoint: ex.endpoint}
+			return nil, Node{}, &noUpstreamError{endpoint: ex.endpoint}
 		}
 		if p.router != nil {
 			if node, ok := p.router.PickRemote(ex.endpoint, ex.triedNodes...); ok {
@@ -312,16 +311,16 @@ func (p *Proxy) route(ctx context.Context, ex *exchange) (*upstream.Session, clu
 		}
 		if avail == upstream.Busy {
 			ex.routed = true
-			return nil, cluster.Node{}, &busyError{endpoint: ex.endpoint}
+			return nil, Node{}, &busyError{endpoint: ex.endpoint}
 		}
 		if deadline.IsZero() {
 			deadline = time.Now().Add(p.upstreamWait)
 		}
 		if err := p.wait(ctx, localChanged, remoteChanged, deadline); err != nil {
 			if errors.Is(err, errWaitExpired) {
-				return nil, cluster.Node{}, &noUpstreamError{endpoint: ex.endpoint}
+				return nil, Node{}, &noUpstreamError{endpoint: ex.endpoint}
 			}
-			return nil, cluster.Node{}, err
+			return nil, Node{}, err
 		}
 	}
 }

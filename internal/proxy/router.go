@@ -2,9 +2,13 @@ package proxy
 
 import (
 	"net/http"
-
-	"github.com/pico-proxy/pico/internal/cluster"
 )
+
+// Node is another node of the cluster that a request can be forwarded to.
+type Node struct {
+	ID        string
+	ProxyAddr string // host:port of the node's proxy listener
+}
 
 // Router is the proxy's view of the other nodes of the cluster. The
 // membership layer (internal/cluster) implements it; a nil Router means a
@@ -13,7 +17,7 @@ type Router interface {
 	// PickRemote returns a node other than this one that has an upstream
 	// for endpoint, chosen at random weighted by the nodes' upstream
 	// counts, skipping the nodes whose IDs are in exclude.
-	PickRemote(endpoint string, exclude ...string) (cluster.Node, bool)
+	PickRemote(endpoint string, exclude ...string) (Node, bool)
 	// SignForward marks r as forwarded by this node: it sets
 	// X-Pico-Forwarded-By and X-Pico-Forward-Signature (replacing any
 	// earlier values).

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pico-proxy/pico/internal/cluster"
 	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/upstream"
 )
@@ -24,7 +23,7 @@ func (p *Proxy) roundTrip(req *http.Request, ex *exchange) (*http.Response, erro
 	for {
 		var (
 			session *upstream.Session
-			node    cluster.Node
+			node    Node
 			err     error
 		)
 		if ex.firstNode != nil {
@@ -93,7 +92,7 @@ const (
 // refused, or the node answered that it has no upstream for the
 // endpoint) or that req may be replayed, so that another node may be
 // tried.
-func (p *Proxy) forward(req *http.Request, ex *exchange, node cluster.Node) (resp *http.Response, err error, retry bool) {
+func (p *Proxy) forward(req *http.Request, ex *exchange, node Node) (resp *http.Response, err error, retry bool) {
 	req.URL.Scheme = "http"
 	req.URL.Host = node.ProxyAddr
 	// The receiving node finds the endpoint the same way for every route

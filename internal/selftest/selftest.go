@@ -36,6 +36,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/tlsconfig"
@@ -185,12 +186,6 @@ const requestTimeout = 5 * time.Second
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
 
-// node is the part of GET /status/cluster/nodes the check reads.
-type node struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
-}
-
 // view is one member's answer, or why there is none.
 type view struct {
 	active []string // sorted IDs of active members
@@ -255,7 +250,7 @@ func agree(views []view, want int) ([]string, bool) {
 // fetchView asks one member for its view of the cluster. token, when set, is sent as a bearer
 // token.
 func fetchView(ctx context.Context, client *http.Client, admin leg, base, token string) view {
-	target := strings.TrimSuffix(base, "/") + "/status/cluster/nodes"
+	target := strings.TrimSuffix(base, "/") + adminapi.NodesPath
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return view{err: fmt.Errorf("build request: %w", err)}
@@ -279,13 +274,13 @@ func fetchView(ctx context.Context, client *http.Client, admin leg, base, token 
 		}
 		return view{err: err}
 	}
-	var nodes []node
+	var nodes []adminapi.NodeSummary
 	if err := json.Unmarshal(body, &nodes); err != nil {
 		return view{err: fmt.Errorf("GET %s: not a JSON array of nodes: %w", target, err)}
 	}
 	v := view{all: len(nodes)}
 	for _, n := range nodes {
-		if n.Status == "active" {
+		if n.Status == adminapi.StatusActive {
 			v.active = append(v.active, n.ID)
 		}
 	}

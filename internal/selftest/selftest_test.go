@@ -26,10 +26,12 @@ func startServer(t *testing.T, edits ...func(*config.Server)) *server.Server {
 	cfg.Upstream.BindAddr = "127.0.0.1:0"
 	cfg.Admin.BindAddr = "127.0.0.1:0"
 	cfg.Gossip.BindAddr = "127.0.0.1:0"
+	cfg.Server.DrainDelay, cfg.Proxy.UpstreamWait = 0, 0
 	for _, edit := range edits {
 		edit(cfg)
 	}
-	srv, err := server.New(cfg, slog.New(slog.DiscardHandler), server.WithShutdownGrace(0), server.WithUpstreamWait(0))
+	require.NoError(t, cfg.Validate())
+	srv, err := server.New(cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(context.Background()))
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })

@@ -41,7 +41,10 @@ func BenchmarkProxyHTTP(b *testing.B) {
 	b.Run("pico", func(b *testing.B) {
 		cfg := testConfig()
 		// The access log is formatted as in production, then discarded.
-		srv, err := New(cfg, logging.New(io.Discard, slog.LevelInfo, nil), WithShutdownGrace(0))
+		if err := cfg.Validate(); err != nil {
+			b.Fatal(err)
+		}
+		srv, err := New(cfg, logging.New(io.Discard, slog.LevelInfo, nil))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/proxy"
@@ -35,7 +35,7 @@ import (
 type testCluster struct {
 	mu      sync.Mutex
 	members map[string]*testMember
-	claims  map[string]cluster.Node // endpoint -> a node claimed to hold it
+	claims  map[string]proxy.Node // endpoint -> a node claimed to hold it
 	// unreachable lists, in order, the node IDs members reported.
 	unreachable []string
 	gone        map[string]bool // node IDs failure detection declared dead
@@ -46,7 +46,7 @@ type testCluster struct {
 func newTestCluster() *testCluster {
 	return &testCluster{
 		members: map[string]*testMember{},
-		claims:  map[string]cluster.Node{},
+		claims:  map[string]proxy.Node{},
 		gone:    map[string]bool{},
 		changed: make(chan struct{}),
 		key:     []byte("test cluster key"),
@@ -76,14 +76,14 @@ func (c *testCluster) notifyLocked() {
 }
 
 // claim makes every node believe node holds endpoint (a stale route).
-func (c *testCluster) claim(endpoint string, node cluster.Node) {
+func (c *testCluster) claim(endpoint string, node proxy.Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.claims[endpoint] = node
 	c.notifyLocked()
 }
 
-func (m *testMember) PickRemote(endpoint string, exclude ...string) (cluster.Node, bool) {
+func (m *testMember) PickRemote(endpoint string, exclude ...string) (proxy.Node, bool) {
 	m.c.mu.Lock()
 	defer m.c.mu.Unlock()
 	if n, ok := m.c.claims[endpoint]; ok && n.ID != m.local.ID && !slices.Contains(exclude, n.ID) {
@@ -99,9 +99,9 @@ func (m *testMember) PickRemote(endpoint string, exclude ...string) (cluster.Nod
 		if id == m.local.ID || o.leaving || o.left || o.counts[endpoint] == 0 || slices.Contains(exclude, id) {
 			continue
 		}
-		return cluster.Node{ID: id, ProxyAddr: o.local.ProxyAddr}, true
+		return proxy.Node{ID: id, ProxyAddr: o.local.ProxyAddr}, true
 	}
-	return cluster.Node{}, false
+	return proxy.Node{}, false
 }
 
 func (m *testMember) mac(from string, r *http.Request, uri string) string {
@@ -156,7 +156,6 @@ func (m *testMember) Changed() <-chan struct{} {
 	return m.c.changed
 }
 
-func (m *testMember) LocalID() string            { return m.local.ID }
 func (m *testMember) GossipAddr() string         { return "" }
 func (m *testMember) Join(context.Context) error { return nil }
 
@@ -167,16 +166,16 @@ func (m *testMember) UpdateLocalEndpoints(counts map[string]int) {
 	m.c.notifyLocked()
 }
 
-func (m *testMember) MarkLeaving() {
+func (m *testMember) SetLeaving() {
 	m.c.mu.Lock()
 	defer m.c.mu.Unlock()
 	m.leaving = true
 	m.c.notifyLocked()
 }
 
-func (m *testMember) Nodes() []cluster.NodeSummary { return nil }
+func (m *testMember) Nodes() []adminapi.NodeSummary { return nil }
 
-func (m *testMember) Node(string) (cluster.NodeDetail, bool) { return cluster.NodeDetail{}, false }
+func (m *testMember) Node(string) (adminapi.NodeDetail, bool) { return adminapi.NodeDetail{}, false }
 
 func (m *testMember) Leave(time.Duration) error {
 	m.c.mu.Lock()
@@ -277,7 +276,7 @@ func TestStaleRouteRetriesAnotherNode(t *testing.T) {
 	c, _, b := forwardingPair(t, "moved")
 	stale := startNode(t, c, "node-stale")
 	// Everyone believes node-stale still holds the endpoint.
-	c.claim("moved", cluster.Node{ID: stale.ID(), ProxyAddr: stale.Addrs().Proxy})
+	c.claim("moved", proxy.Node{ID: stale.ID(), ProxyAddr: stale.Addrs().Proxy})
 
 	resp := b.get("moved", "/")
 	require.Equal(t, "moved", decodeEcho(t, resp).Name)
@@ -292,7 +291,7 @@ func TestDeadNodeRetriesAnotherNode(t *testing.T) {
 	require.NoError(t, err)
 	dead := ln.Addr().String()
 	require.NoError(t, ln.Close())
-	c.claim("ep", cluster.Node{ID: "node-dead", ProxyAddr: dead})
+	c.claim("ep", proxy.Node{ID: "node-dead", ProxyAddr: dead})
 
 	req, err := http.NewRequest(http.MethodPost, b.proxyURL("/"), strings.NewReader("not idempotent"))
 	require.NoError(t, err)
@@ -319,7 +318,7 @@ func TestARequestWaitingOnANodeThatFailsGoesToAnother(t *testing.T) {
 		accepted <- struct{}{}
 		_, _ = io.Copy(io.Discard, conn) // until the sender gives up on it
 	})
-	c.claim("ep", cluster.Node{ID: "node-frozen", ProxyAddr: frozen.Addr().String()})
+	c.claim("ep", proxy.Node{ID: "node-frozen", ProxyAddr: frozen.Addr().String()})
 
 	answer := make(chan *http.Response, 1)
 	go func() {

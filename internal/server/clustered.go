@@ -8,31 +8,40 @@ import (
 
 	"github.com/pico-proxy/pico/internal/cluster"
 	"github.com/pico-proxy/pico/internal/config"
+	"github.com/pico-proxy/pico/internal/proxy"
 )
 
-// Compile-time check: the memberlist cluster is the server's Membership.
-var _ Membership = (*cluster.Cluster)(nil)
+// clusterMembership is the memberlist cluster as the server's Membership:
+// it hands the proxy the proxy's own node type.
+type clusterMembership struct{ *cluster.Cluster }
+
+// PickRemote is proxy.Router.
+func (m clusterMembership) PickRemote(endpoint string, exclude ...string) (proxy.Node, bool) {
+	n, ok := m.Cluster.PickRemote(endpoint, exclude...)
+	return proxy.Node(n), ok
+}
 
 // ClusterMembership returns the factory of the real cluster membership:
 // memberlist on the gossip port, the initial join and the periodic
-// re-join of cfg.Cluster. This is what `pico server` uses; tests that need
+// re-join of cfg.Cluster (validated: its join entries and gossip keys are
+// the parsed ones). This is what `pico server` uses; tests that need
 // a lone node may keep the default Standalone.
 func ClusterMembership(cfg *config.Server, logger *slog.Logger) MembershipFactory {
 	return func(local LocalNode, metrics prometheus.Registerer) (Membership, error) {
-		clusterCfg := cfg.Cluster
-		clusterCfg.NodeID, clusterCfg.NodeIDPrefix = local.ID, "" // the server already chose a fresh ID
-		gossip := cfg.Gossip
-		gossip.BindAddr, gossip.AdvertiseAddr = local.GossipBindAddr, local.GossipAdvertiseAddr
-		// gossip.secret_key is read by the cluster, which also applies
-		// changes of a key file to the running keyring.
 		c, err := cluster.New(cluster.Config{
-			Cluster:      clusterCfg,
-			Gossip:       gossip,
-			ProxyAddr:    local.ProxyAddr,
-			AdminAddr:    local.AdminAddr,
-			UpstreamAddr: local.UpstreamAddr,
-			Logger:       logger,
-			Registerer:   metrics,
+			NodeID:           local.ID,
+			BindAddr:         local.GossipBind,
+			AdvertiseAddr:    local.GossipAdvertise,
+			Join:             cfg.Cluster.JoinTargets(),
+			JoinTimeout:      cfg.Cluster.JoinTimeout,
+			AbortIfJoinFails: cfg.Cluster.AbortIfJoinFails,
+			RejoinInterval:   cfg.Cluster.RejoinInterval,
+			GossipKeys:       cfg.Gossip.Keys(),
+			ProxyAddr:        local.ProxyAddr,
+			AdminAddr:        local.AdminAddr,
+			UpstreamAddr:     local.UpstreamAddr,
+			Logger:           logger,
+			Registerer:       metrics,
 		})
 		if err != nil {
 			return nil, err
@@ -40,6 +49,6 @@ func ClusterMembership(cfg *config.Server, logger *slog.Logger) MembershipFactor
 		// Run re-joins missing members every cluster.rejoin_interval until
 		// Shutdown.
 		go c.Run(context.Background())
-		return c, nil
+		return clusterMembership{c}, nil
 	}
 }

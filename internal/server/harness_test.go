@@ -40,6 +40,7 @@ func testConfig() *config.Server {
 	cfg.Gossip.BindAddr = "127.0.0.1:0"
 	cfg.Server.GracefulShutdownTimeout = 20 * time.Second
 	cfg.Proxy.UpstreamWait = 0 // an unknown endpoint answers 502 at once
+	cfg.Server.DrainDelay = 0  // no lame-duck wait unless a test sets one
 	return cfg
 }
 
@@ -51,8 +52,8 @@ func startServer(t testing.TB, setup serverSetup) *testServer {
 	}
 	logs := &testutil.LogBuffer{}
 	logger := logging.New(logs, slog.LevelInfo, nil)
-	opts := append([]Option{WithShutdownGrace(0)}, setup.opts...)
-	srv, err := New(cfg, logger, opts...)
+	require.NoError(t, cfg.Validate())
+	srv, err := New(cfg, logger, setup.opts...)
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(context.Background()))
 	t.Cleanup(func() {

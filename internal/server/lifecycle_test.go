@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/testutil"
@@ -30,7 +30,7 @@ func readyStatus(t *testing.T, s *testServer) int {
 }
 
 func TestGracefulShutdown(t *testing.T) {
-	s := startServer(t, serverSetup{opts: []Option{WithShutdownGrace(300 * time.Millisecond)}})
+	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Server.DrainDelay = 300 * time.Millisecond }})
 	require.Equal(t, http.StatusOK, readyStatus(t, s))
 
 	entered := make(chan struct{})
@@ -125,12 +125,12 @@ func TestAdminEndpoints(t *testing.T) {
 	}, 5*time.Second, 5*time.Millisecond)
 	n := nodes[0]
 	require.Equal(t, s.ID(), n["id"])
-	require.Equal(t, cluster.StatusActive, n["status"])
+	require.Equal(t, adminapi.StatusActive, n["status"])
 	require.Equal(t, s.Addrs().Proxy, n["proxy_addr"])
 	require.Equal(t, s.Addrs().Admin, n["admin_addr"])
 	require.Equal(t, float64(2), n["endpoints"])
 
-	var detail cluster.NodeDetail
+	var detail adminapi.NodeDetail
 	require.Equal(t, http.StatusOK, s.getJSON("/status/cluster/nodes/"+s.ID(), &detail))
 	require.Equal(t, map[string]int{"alpha": 2, "beta": 1}, detail.Endpoints)
 	require.Equal(t, 3, detail.Upstreams)

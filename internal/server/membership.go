@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/pico-proxy/pico/internal/proxy"
 )
 
@@ -20,16 +21,12 @@ import (
 // implements it with memberlist; Standalone implements it for a node that
 // is alone. The server calls, in order: Join (once, from Start, after the
 // listeners are up; Start fails if it fails), UpdateLocalEndpoints
-// (whenever the local upstreams change, from one goroutine), MarkLeaving
+// (whenever the local upstreams change, from one goroutine), SetLeaving
 // (when the drain begins), Leave (after the in-flight requests finished)
 // and Shutdown (last). The Router methods, Nodes and Node are called
 // concurrently at any time after the factory returned.
 type Membership interface {
 	proxy.Router
-	// LocalID is this node's ID: LocalNode.ID, or an ID the membership
-	// drew itself; the server uses it everywhere once the factory
-	// returned.
-	LocalID() string
 	// GossipAddr is the bound gossip address (host:port; useful when
 	// the configured port is 0).
 	GossipAddr() string
@@ -39,13 +36,13 @@ type Membership interface {
 	// UpdateLocalEndpoints publishes this node's endpoints with their
 	// upstream counts (a fresh map the callee may keep).
 	UpdateLocalEndpoints(counts map[string]int)
-	// MarkLeaving shows this node as leaving: peers stop forwarding new
+	// SetLeaving shows this node as leaving: peers stop forwarding new
 	// requests to it.
-	MarkLeaving()
+	SetLeaving()
 	// Nodes lists every known member, this node included.
-	Nodes() []cluster.NodeSummary
+	Nodes() []adminapi.NodeSummary
 	// Node returns one member's details.
-	Node(id string) (cluster.NodeDetail, bool)
+	Node(id string) (adminapi.NodeDetail, bool)
 	// Leave leaves the cluster gracefully (peers drop the node at once),
 	// waiting at most timeout for the leave to propagate.
 	Leave(timeout time.Duration) error
@@ -53,20 +50,21 @@ type Membership interface {
 	Shutdown() error
 }
 
-// LocalNode describes this node to the membership layer. Addresses are
-// host:port as other nodes reach them (advertise addresses, with the
-// bound ports).
+// LocalNode describes this node to the membership layer: the resolved
+// values of the configuration. Addresses are host:port as other nodes
+// reach them (advertise addresses, with the bound ports).
 type LocalNode struct {
+	// ID is the node ID the server chose (config.Cluster.NewNodeID).
 	ID           string
 	ProxyAddr    string
 	UpstreamAddr string
 	AdminAddr    string
-	// GossipBindAddr is the configured gossip.bind_addr.
-	GossipBindAddr string
-	// GossipAdvertiseAddr is gossip.advertise_addr, or derived from
-	// GossipBindAddr like the other advertise addresses (its port is the
+	// GossipBind is gossip.bind_addr resolved (port 0: a free port).
+	GossipBind netip.AddrPort
+	// GossipAdvertise is gossip.advertise_addr resolved, or derived from
+	// GossipBind like the other advertise addresses (its port is the
 	// configured one, 0 included).
-	GossipAdvertiseAddr string
+	GossipAdvertise netip.AddrPort
 }
 
 // MembershipFactory creates the Membership once the server's listeners
@@ -87,10 +85,10 @@ type Standalone struct {
 	leaving bool
 }
 
-// NewStandalone binds local.GossipBindAddr (TCP, and UDP on the same
-// port) and returns the single-node Membership.
+// NewStandalone binds local.GossipBind (TCP, and UDP on the same port)
+// and returns the single-node Membership.
 func NewStandalone(local LocalNode, _ prometheus.Registerer) (Membership, error) {
-	tcp, udp, err := bindGossip(local.GossipBindAddr)
+	tcp, udp, err := bindGossip(local.GossipBind.String())
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +141,7 @@ func (s *Standalone) discard() {
 }
 
 // PickRemote never finds a remote node.
-func (s *Standalone) PickRemote(string, ...string) (cluster.Node, bool) { return cluster.Node{}, false }
+func (s *Standalone) PickRemote(string, ...string) (proxy.Node, bool) { return proxy.Node{}, false }
 
 // SignForward does nothing: a standalone node never forwards.
 func (s *Standalone) SignForward(*http.Request) {}
@@ -162,9 +160,6 @@ func (s *Standalone) Gone(string) bool { return true }
 // Changed never fires.
 func (s *Standalone) Changed() <-chan struct{} { return s.never }
 
-// LocalID returns the node's ID.
-func (s *Standalone) LocalID() string { return s.local.ID }
-
 // GossipAddr returns the bound gossip address.
 func (s *Standalone) GossipAddr() string { return s.tcp.Addr().String() }
 
@@ -178,23 +173,23 @@ func (s *Standalone) UpdateLocalEndpoints(counts map[string]int) {
 	s.counts = counts
 }
 
-// MarkLeaving shows the node as leaving.
-func (s *Standalone) MarkLeaving() {
+// SetLeaving shows the node as leaving.
+func (s *Standalone) SetLeaving() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.leaving = true
 }
 
 // Nodes lists this node.
-func (s *Standalone) Nodes() []cluster.NodeSummary {
+func (s *Standalone) Nodes() []adminapi.NodeSummary {
 	info, endpoints := s.snapshot()
-	return []cluster.NodeSummary{info.Summary(endpoints)}
+	return []adminapi.NodeSummary{info.Summary(endpoints)}
 }
 
 // Node returns this node's details when id is its ID.
-func (s *Standalone) Node(id string) (cluster.NodeDetail, bool) {
+func (s *Standalone) Node(id string) (adminapi.NodeDetail, bool) {
 	if id != s.local.ID {
-		return cluster.NodeDetail{}, false
+		return adminapi.NodeDetail{}, false
 	}
 	info, endpoints := s.snapshot()
 	return info.Detail(endpoints), true
@@ -202,35 +197,35 @@ func (s *Standalone) Node(id string) (cluster.NodeDetail, bool) {
 
 // snapshot returns the node's admin view and its endpoint counts (the
 // map UpdateLocalEndpoints handed over, never written afterwards).
-func (s *Standalone) snapshot() (cluster.NodeInfo, map[string]int) {
+func (s *Standalone) snapshot() (adminapi.NodeInfo, map[string]int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	status := cluster.StatusActive
+	status := adminapi.StatusActive
 	if s.leaving {
-		status = cluster.StatusLeaving
+		status = adminapi.StatusLeaving
 	}
 	upstreams := 0
 	for _, n := range s.counts {
 		upstreams += n
 	}
-	return cluster.NodeInfo{
+	return adminapi.NodeInfo{
 		ID:           s.local.ID,
 		Status:       status,
 		ProxyAddr:    s.local.ProxyAddr,
 		AdminAddr:    s.local.AdminAddr,
 		UpstreamAddr: s.local.UpstreamAddr,
-		GossipAddr:   advertiseGossip(s.local.GossipAdvertiseAddr, s.tcp.Addr()),
+		GossipAddr:   s.gossipAdvertise().String(),
 		Upstreams:    upstreams,
 	}, s.counts
 }
 
-// advertiseGossip fills in the bound port when the configured one was 0.
-func advertiseGossip(advertise string, bound net.Addr) string {
-	host, port, err := net.SplitHostPort(advertise)
-	if err != nil || port != "0" {
-		return advertise
+// gossipAdvertise is the advertised gossip address with the bound port
+// filled in when the configured one was 0.
+func (s *Standalone) gossipAdvertise() netip.AddrPort {
+	if s.local.GossipAdvertise.Port() != 0 {
+		return s.local.GossipAdvertise
 	}
-	return net.JoinHostPort(host, strconv.Itoa(bound.(*net.TCPAddr).Port))
+	return netip.AddrPortFrom(s.local.GossipAdvertise.Addr(), uint16(s.tcp.Addr().(*net.TCPAddr).Port))
 }
 
 // Leave has nobody to tell.

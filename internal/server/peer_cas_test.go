@@ -169,6 +169,7 @@ func TestPeerCAsFileErrorsStopTheServer(t *testing.T) {
 	} {
 		cfg := testConfig()
 		pki.proxyTLS(pki.a, false, tc.file)(cfg)
+		require.NoError(t, cfg.Validate())
 		_, err := New(cfg, slog.New(slog.DiscardHandler))
 		require.ErrorContains(t, err, tc.want, name)
 		require.ErrorContains(t, err, "proxy.tls.peerCAs=false", name)

@@ -166,7 +166,7 @@ func TestRoundRobinAcrossAgents(t *testing.T) {
 
 func TestAFrozenAgentIsFoundAndItsRequestsGoToTheOther(t *testing.T) {
 	probe := upstream.ProbeOptions{Unresponsive: 50 * time.Millisecond, Timeout: 300 * time.Millisecond, Quiet: time.Hour}
-	s := startServer(t, serverSetup{opts: []Option{WithLiveness(50*time.Millisecond, probe)}})
+	s := startServer(t, serverSetup{opts: []Option{withLiveness(50*time.Millisecond, probe)}})
 	s.agent("frz", echoHandler("a"))
 	frozen := s.agent("frz", echoHandler("b"))
 	require.Eventually(t, func() bool { return s.Registry().Counts()["frz"] == 2 }, 5*time.Second, 5*time.Millisecond)
@@ -185,7 +185,7 @@ func TestASlowButLiveAgentIsKeptAndTheGatewayTimeoutStillHolds(t *testing.T) {
 	probe := upstream.ProbeOptions{Unresponsive: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Quiet: time.Millisecond}
 	s := startServer(t, serverSetup{
 		cfg:  func(c *config.Server) { c.Proxy.GatewayTimeout = 300 * time.Millisecond },
-		opts: []Option{WithLiveness(20*time.Millisecond, probe)},
+		opts: []Option{withLiveness(20*time.Millisecond, probe)},
 	})
 	s.stuckAgent("slow")
 	for range 2 {
@@ -332,7 +332,7 @@ func TestOversizedHeadersRejected(t *testing.T) {
 func TestRegisteredEndpointIsRoutableAtOnce(t *testing.T) {
 	// No upstream wait: only the pending registration stands between the
 	// 101 and the first request.
-	s := startServer(t, serverSetup{opts: []Option{WithUpstreamWait(0)}})
+	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Proxy.UpstreamWait = 0 }})
 	for i := range 100 {
 		endpoint := fmt.Sprintf("fresh-%d", i)
 		a := s.agent(endpoint, echoHandler(endpoint))
@@ -418,7 +418,7 @@ func TestStreamsAreReusedForKeepAlive(t *testing.T) {
 }
 
 func TestOneRequestPerStreamWhenReuseIsOff(t *testing.T) {
-	s := startServer(t, serverSetup{opts: []Option{WithStreamReuse(false)}})
+	s := startServer(t, serverSetup{cfg: func(c *config.Server) { c.Upstream.ReuseStreams = false }})
 	a := s.agent("once", echoHandler("once"))
 	for range 3 {
 		e := decodeEcho(t, s.get("once", "/"))

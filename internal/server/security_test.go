@@ -239,7 +239,8 @@ func clusterServerWith(t *testing.T, adjust func(*config.Server), join ...string
 	adjust(cfg)
 	logs := &testutil.LogBuffer{}
 	logger := logging.New(logs, slog.LevelInfo, nil)
-	srv, err := New(cfg, logger, WithMembership(ClusterMembership(cfg, logger)), WithShutdownGrace(0))
+	require.NoError(t, cfg.Validate())
+	srv, err := New(cfg, logger, WithMembership(ClusterMembership(cfg, logger)))
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = srv.Shutdown(context.Background())

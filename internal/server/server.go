@@ -18,7 +18,6 @@
 package server
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,7 +32,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pico-proxy/pico/internal/admin"
-	"github.com/pico-proxy/pico/internal/cluster"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/proxy"
 	"github.com/pico-proxy/pico/internal/upstream"
@@ -43,13 +41,11 @@ import (
 type Option func(*options)
 
 type options struct {
-	membership    MembershipFactory
-	upstreamWait  *time.Duration // nil: proxy.upstream_wait
-	shutdownGrace *time.Duration // nil: server.drain_delay
-	streamReuse   *bool          // nil: upstream.reuse_streams
-	metrics       *prometheus.Registry
-	suspectAfter  time.Duration         // 0: the proxy's default
-	probe         upstream.ProbeOptions // zero fields: upstream.DefaultProbe
+	membership MembershipFactory
+	// Liveness checks of agents, set only by tests (export_test.go):
+	// there is no configuration key for them.
+	suspectAfter time.Duration         // 0: the proxy's default
+	probe        upstream.ProbeOptions // zero fields: upstream.DefaultProbe
 }
 
 // WithMembership plugs in the cluster membership (default: Standalone).
@@ -57,38 +53,9 @@ func WithMembership(f MembershipFactory) Option {
 	return func(o *options) { o.membership = f }
 }
 
-// WithUpstreamWait overrides proxy.upstream_wait: how long a request for
-// an endpoint without any upstream waits for one to appear before 502.
-func WithUpstreamWait(d time.Duration) Option {
-	return func(o *options) { o.upstreamWait = &d }
-}
-
-// WithShutdownGrace overrides server.drain_delay: how long the proxy port
-// keeps serving new requests after the drain began (bounded by a quarter
-// of server.graceful_shutdown_timeout).
-func WithShutdownGrace(d time.Duration) Option {
-	return func(o *options) { o.shutdownGrace = &d }
-}
-
-// WithStreamReuse overrides upstream.reuse_streams: HTTP keep-alive on
-// the yamux streams to agents (see proxy.Options.OneRequestPerStream).
-func WithStreamReuse(on bool) Option {
-	return func(o *options) { o.streamReuse = &on }
-}
-
-// WithLiveness overrides how agents that stopped answering are found: a
-// response head slower than suspectAfter has its upstream connection
-// pinged, under probe (see upstream.ProbeOptions).
-func WithLiveness(suspectAfter time.Duration, probe upstream.ProbeOptions) Option {
-	return func(o *options) { o.suspectAfter, o.probe = suspectAfter, probe }
-}
-
-// WithMetricsRegistry makes the server register its metrics in reg and
-// serve reg on /metrics (default: a fresh registry with the Go and process
-// collectors).
-func WithMetricsRegistry(reg *prometheus.Registry) Option {
-	return func(o *options) { o.metrics = reg }
-}
+// gossipLookupTimeout bounds resolving names in gossip.bind_addr and
+// gossip.advertise_addr.
+const gossipLookupTimeout = 10 * time.Second
 
 // Addrs are the bound listener addresses.
 type Addrs struct {
@@ -138,8 +105,8 @@ func New(cfg *config.Server, logger *slog.Logger, opts ...Option) (*Server, erro
 	if cfg == nil {
 		return nil, errors.New("server: nil configuration")
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	if !cfg.Validated() {
+		return nil, errors.New("server: the configuration is not validated; load it with config.Load or call its Validate")
 	}
 	o := options{
 		membership: NewStandalone,
@@ -147,32 +114,27 @@ func New(cfg *config.Server, logger *slog.Logger, opts ...Option) (*Server, erro
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.metrics == nil {
-		o.metrics = prometheus.NewRegistry()
-		o.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sec, err := newSecurity(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
-	id, err := cluster.NodeID(cfg.Cluster.NodeID, cfg.Cluster.NodeIDPrefix)
-	if err != nil {
-		return nil, err
-	}
+	id := cfg.Cluster.NewNodeID() // the one choice of the node ID; the membership receives it
 	s := &Server{
 		security: sec,
 		cfg:      cfg,
 		base:     logger,
-		logger:   logger.With("subsystem", "server"),
+		logger:   logger.With("subsystem", "server", "node", id),
 		opts:     o,
 		id:       id,
-		metrics:  o.metrics,
+		metrics:  metrics,
 		stopSync: make(chan struct{}),
 		syncDone: make(chan struct{}),
 	}
 	s.registry = upstream.NewRegistry(logger, upstream.RegistryOptions{
 		MaxStreamsPerConnection: cfg.Upstream.MaxStreamsPerConnection,
-		Metrics:                 o.metrics,
+		Metrics:                 metrics,
 		Probe:                   o.probe,
 	})
 	return s, nil
@@ -210,21 +172,20 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.adminLn, err = listen("admin", s.cfg.Admin.BindAddr); err != nil {
 		return err
 	}
-	local := LocalNode{ID: s.id, GossipBindAddr: s.cfg.Gossip.BindAddr}
+	local := LocalNode{ID: s.id}
 	var errs [4]error
-	local.ProxyAddr, errs[0] = advertiseAddr(s.cfg.Proxy.AdvertiseAddr, s.proxyLn.Addr())
-	local.UpstreamAddr, errs[1] = advertiseAddr(s.cfg.Upstream.AdvertiseAddr, s.upstreamLn.Addr())
-	local.AdminAddr, errs[2] = advertiseAddr(s.cfg.Admin.AdvertiseAddr, s.adminLn.Addr())
-	local.GossipAdvertiseAddr, errs[3] = deriveAdvertise(s.cfg.Gossip.AdvertiseAddr, s.cfg.Gossip.BindAddr)
+	local.ProxyAddr, errs[0] = advertiseAddr("proxy", s.cfg.Proxy.AdvertiseAddr, s.proxyLn.Addr())
+	local.UpstreamAddr, errs[1] = advertiseAddr("upstream", s.cfg.Upstream.AdvertiseAddr, s.upstreamLn.Addr())
+	local.AdminAddr, errs[2] = advertiseAddr("admin", s.cfg.Admin.AdvertiseAddr, s.adminLn.Addr())
+	lookup, cancel := context.WithTimeout(ctx, gossipLookupTimeout)
+	local.GossipBind, local.GossipAdvertise, errs[3] = gossipAddrs(lookup, net.DefaultResolver, s.cfg.Gossip)
+	cancel()
 	if err := errors.Join(errs[:]...); err != nil {
 		return err
 	}
 	if s.membership, err = s.opts.membership(local, s.metrics); err != nil {
 		return fmt.Errorf("starting the membership: %w", err)
 	}
-	// The membership's ID is authoritative (it may draw its own).
-	s.id = s.membership.LocalID()
-	s.logger = s.base.With("subsystem", "server", "node", s.id)
 	s.addrs = Addrs{
 		Proxy:    s.proxyLn.Addr().String(),
 		Upstream: s.upstreamLn.Addr().String(),
@@ -238,11 +199,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		LocalID:                s.id,
 		GatewayTimeout:         s.cfg.Proxy.GatewayTimeout,
 		MaxResponseHeaderBytes: int64(s.cfg.Proxy.MaxResponseHeaderBytes),
-		UpstreamWait:           *cmp.Or(s.opts.upstreamWait, &s.cfg.Proxy.UpstreamWait),
+		UpstreamWait:           s.cfg.Proxy.UpstreamWait,
 		SuspectAfter:           s.opts.suspectAfter,
 		Auth:                   s.security.proxyAuth,
 		DialNode:               s.security.dialNode(),
-		OneRequestPerStream:    !s.reuseStreams(),
+		OneRequestPerStream:    !s.cfg.Upstream.ReuseStreams,
 		Metrics:                s.metrics,
 		Logger:                 s.base,
 	})
@@ -339,18 +300,14 @@ func (s *Server) drain(ctx context.Context) error {
 	began := time.Now()
 	s.logger.Info("draining", "timeout", timeout.String(), "in_flight", s.proxy.InFlight(), "upstreams", s.registry.Sessions())
 
-	s.membership.MarkLeaving()
+	s.membership.SetLeaving()
 	drained := make(chan error, 1)
 	go func() { drained <- s.registry.Drain(ctx) }()
 
 	// Lame duck: keep serving (without keep-alive) so that load
 	// balancers and peers notice the node is leaving.
 	s.proxySrv.SetKeepAlivesEnabled(false)
-	delay := s.cfg.Server.DrainDelay
-	if s.opts.shutdownGrace != nil {
-		delay = *s.opts.shutdownGrace
-	}
-	grace := min(delay, timeout/4)
+	grace := min(s.cfg.Server.DrainDelay, timeout/4)
 	if grace > 0 {
 		t := time.NewTimer(grace)
 		select {
@@ -440,13 +397,4 @@ func (s *Server) closeNow() {
 	}
 	s.serving.Wait()
 	s.security.close()
-}
-
-// reuseStreams reports whether several HTTP requests may share one yamux
-// stream to an agent.
-func (s *Server) reuseStreams() bool {
-	if s.opts.streamReuse != nil {
-		return *s.opts.streamReuse
-	}
-	return s.cfg.Upstream.ReuseStreams
 }

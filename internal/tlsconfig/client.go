@@ -22,15 +22,13 @@ func ClientConfig(caFile string, insecureSkipVerify bool) (*tls.Config, error) {
 }
 
 // NewClient returns the client configuration of cfg, a section named
-// section (e.g. "connect.tls"); errors name its keys. The server's
+// section (e.g. "connect.tls") validated at load (config.ClientTLS.Validate);
+// errors reading its files name its keys. The server's
 // certificate must name cfg.ServerName when set, else the dialled host.
 // With a client
 // certificate configured, it is presented when the server asks for one
 // and re-read when its files change.
 func NewClient(cfg config.ClientTLS, section string, logger *slog.Logger, opts ...Option) (*tls.Config, error) {
-	if err := cfg.Validate(section); err != nil {
-		return nil, err
-	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

@@ -239,10 +239,6 @@ func TestPeerCAsErrorsNameTheKey(t *testing.T) {
 			[]string{"proxy.tls.peer_cas (--proxy.tls.peer-cas): no PEM certificates found"}},
 		{"a broken certificate", "proxy.tls", config.TLS{Cert: cert, Key: key, PeerCAs: writeTemp(t, dir, "broken.crt", append(ca.pem, pemBlock("CERTIFICATE", []byte("junk"))...))},
 			[]string{"proxy.tls.peer_cas (--proxy.tls.peer-cas): certificate 2: x509: malformed certificate"}},
-		{"without TLS", "proxy.tls", config.TLS{PeerCAs: writeTemp(t, dir, "ca.crt", ca.pem)},
-			[]string{"proxy.tls.peer_cas (--proxy.tls.peer-cas) needs TLS; set proxy.tls.cert (--proxy.tls.cert) and proxy.tls.key (--proxy.tls.key) too"}},
-		{"another port", "upstream.tls", config.TLS{Cert: cert, Key: key, PeerCAs: writeTemp(t, dir, "ca.crt", ca.pem)},
-			[]string{"upstream.tls.peer_cas is not a setting: members forward to each other's proxy ports only; set proxy.tls.peer_cas (--proxy.tls.peer-cas) instead"}},
 	} {
 		_, err := NewServer(tc.cfg, tc.section, nil)
 		for _, want := range tc.want {

@@ -70,12 +70,10 @@ func (f *serverFiles) add(key, path string) int {
 }
 
 // NewServer loads the certificate, key, and optional client CAs and peer
-// CAs of cfg, a section named section (e.g. "proxy.tls"); errors name its
-// keys. cfg must be enabled.
+// CAs of cfg, a section named section (e.g. "proxy.tls") validated at load
+// (config.TLS.Validate); errors reading its files name its keys. cfg must
+// be enabled.
 func NewServer(cfg config.TLS, section string, logger *slog.Logger, opts ...Option) (*Server, error) {
-	if err := cfg.Validate(section); err != nil {
-		return nil, err
-	}
 	if !cfg.Enabled() {
 		return nil, fmt.Errorf("%s: TLS is not configured; set %s.cert and %s.key", section, section, section)
 	}

@@ -24,12 +24,13 @@ func StartMember(t testing.TB, edits ...func(*config.Server)) *server.Server {
 	cfg.Proxy.BindAddr, cfg.Upstream.BindAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Admin.BindAddr, cfg.Gossip.BindAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Cluster.JoinTimeout, cfg.Cluster.RejoinInterval = 20*time.Second, 0
+	cfg.Server.DrainDelay, cfg.Proxy.UpstreamWait = 0, 0
 	for _, edit := range edits {
 		edit(cfg)
 	}
+	require.NoError(t, cfg.Validate())
 	logger := slog.New(slog.DiscardHandler)
-	srv, err := server.New(cfg, logger, server.WithMembership(server.ClusterMembership(cfg, logger)),
-		server.WithShutdownGrace(0), server.WithUpstreamWait(0))
+	srv, err := server.New(cfg, logger, server.WithMembership(server.ClusterMembership(cfg, logger)))
 	require.NoError(t, err)
 	require.NoError(t, srv.Start(context.Background()))
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })

@@ -15,9 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pico-proxy/pico/internal/adminapi"
 	"github.com/stretchr/testify/require"
-
-	"github.com/pico-proxy/pico/internal/cluster"
 )
 
 // The test binary doubles as the child process: with $PICOPROC_CHILD set
@@ -56,9 +55,9 @@ func child(mode string, args []string) {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {})
 		mux.HandleFunc("/status/cluster/nodes", func(w http.ResponseWriter, _ *http.Request) {
-			_ = json.NewEncoder(w).Encode([]cluster.NodeSummary{
-				{NodeInfo: cluster.NodeInfo{ID: "self", Status: cluster.StatusActive}},
-				{NodeInfo: cluster.NodeInfo{ID: "gone", Status: cluster.StatusLeft}},
+			_ = json.NewEncoder(w).Encode([]adminapi.NodeSummary{
+				{NodeInfo: adminapi.NodeInfo{ID: "self", Status: adminapi.StatusActive}},
+				{NodeInfo: adminapi.NodeInfo{ID: "gone", Status: adminapi.StatusLeft}},
 			})
 		})
 		fmt.Println(http.ListenAndServe(*admin, mux))

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/pico-proxy/pico/internal/cluster"
+	"github.com/pico-proxy/pico/internal/adminapi"
 )
 
 // Pico's default ports, which every Server uses on its own IP.
@@ -86,7 +86,7 @@ func (s *Server) WaitReady(timeout time.Duration) error {
 
 // Members returns the server's view of the cluster
 // (GET /status/cluster/nodes).
-func (s *Server) Members() ([]cluster.NodeSummary, error) {
+func (s *Server) Members() ([]adminapi.NodeSummary, error) {
 	resp, err := http.Get(s.AdminURL() + "/status/cluster/nodes")
 	if err != nil {
 		return nil, err
@@ -95,7 +95,7 @@ func (s *Server) Members() ([]cluster.NodeSummary, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s/status/cluster/nodes: %s", s.AdminURL(), resp.Status)
 	}
-	var nodes []cluster.NodeSummary
+	var nodes []adminapi.NodeSummary
 	if err := json.NewDecoder(resp.Body).Decode(&nodes); err != nil {
 		return nil, fmt.Errorf("decoding /status/cluster/nodes of %s: %w", s.Process.Name, err)
 	}
@@ -111,7 +111,7 @@ func (s *Server) ActiveIDs() []string {
 	}
 	var ids []string
 	for _, m := range nodes {
-		if m.Status == cluster.StatusActive {
+		if m.Status == adminapi.StatusActive {
 			ids = append(ids, m.ID)
 		}
 	}
