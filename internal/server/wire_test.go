@@ -373,8 +373,12 @@ func TestTheAgentSaysItsEndpointsProtocol(t *testing.T) {
 	echo := testutil.ServeTCP(t, upstreamtest.Echo)
 	db := runAgent(t, "http://"+s.Addrs().Upstream, config.AgentEndpoint{ID: "db", Protocol: config.ProtocolTCP, Addr: echo.Addr().String()}, nil)
 	db.waitRegistered(t)
-	require.Equal(t, 1, s.logs.Count(`"upstream connected"`, `"endpoint":"site"`, `"protocol":"http"`))
-	require.Equal(t, 1, s.logs.Count(`"upstream connected"`, `"endpoint":"db"`, `"protocol":"tcp"`))
+	// The agent counts itself registered when the 101 arrives, a moment
+	// before the server logs the connection.
+	require.Eventually(t, func() bool {
+		return s.logs.Count(`"upstream connected"`, `"endpoint":"site"`, `"protocol":"http"`) == 1 &&
+			s.logs.Count(`"upstream connected"`, `"endpoint":"db"`, `"protocol":"tcp"`) == 1
+	}, 10*time.Second, 5*time.Millisecond, "server logs:\n%s", s.logs.String())
 
 	resps, bodies, _ := s.rawExchange(tcpRouteUpgrade(protocol.TCPPathPrefix + "site"))
 	require.NotEmpty(t, resps)
