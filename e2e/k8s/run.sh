@@ -57,7 +57,15 @@ BG_PIDS=()
 # ---------------------------------------------------------------- cluster, binary, image
 log "k8s-local up ($K8S_LOCAL)"
 [[ -x $K8S_LOCAL/up.sh ]] || fail "k8s-local not found at $K8S_LOCAL (set K8S_LOCAL)"
-"$K8S_LOCAL/up.sh"
+# up.sh is idempotent but can fail spuriously on a warm machine: under pipefail its
+# `ip addr show | grep -q` check sometimes loses to SIGPIPE and it then tries to add the
+# bridge address again ("Address already assigned"). Retry it a few times.
+for attempt in 1 2 3; do
+  "$K8S_LOCAL/up.sh" && break
+  [[ $attempt == 3 ]] && fail "k8s-local up.sh failed 3 times (see its output above)"
+  echo "k8s-local up.sh failed (attempt $attempt); retrying" >&2
+  sleep 2
+done
 # shellcheck source=/dev/null
 . "$K8S_LOCAL/env.sh"
 kubectl get nodes -o wide
