@@ -57,9 +57,11 @@ type Registry struct {
 	mu        sync.RWMutex
 	endpoints map[string]*endpointSessions
 	sessions  int
-	changed   chan struct{}
-	draining  bool
-	all       map[*Session]struct{}
+	// served counts the endpoints with at least one session.
+	served   int
+	changed  chan struct{}
+	draining bool
+	all      map[*Session]struct{}
 }
 
 type endpointSessions struct {
@@ -174,7 +176,9 @@ func (r *Registry) notifyLocked() {
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.metrics.sessions.Set(float64(r.sessions))
-	r.metrics.endpoints.Set(float64(len(r.countsLocked())))
+	// Counted as sessions come and go: building the counts on every
+	// change would make N registrations allocate O(N²).
+	r.metrics.endpoints.Set(float64(r.served))
 }
 
 // Acquire picks a session for endpoint round robin, skipping sessions in
@@ -374,6 +378,9 @@ func (res *Reservation) Activate(conn net.Conn, remoteAddr string, proto protoco
 		e = &endpointSessions{}
 		r.endpoints[res.endpoint] = e
 	}
+	if len(e.sessions) == 0 {
+		r.served++
+	}
 	e.sessions = append(e.sessions[:len(e.sessions):len(e.sessions)], s)
 	r.sessions++
 	r.all[s] = struct{}{}
@@ -450,6 +457,9 @@ func (r *Registry) removeLocked(s *Session) bool {
 	sessions := make([]*Session, 0, len(e.sessions)-1)
 	sessions = append(sessions, e.sessions[:i]...)
 	e.sessions = append(sessions, e.sessions[i+1:]...)
+	if len(e.sessions) == 0 {
+		r.served--
+	}
 	if len(e.sessions) == 0 && e.pending == 0 {
 		delete(r.endpoints, s.endpoint)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pico-proxy/pico/internal/protocol"
@@ -248,4 +249,33 @@ func roundTrip(t *testing.T, stream *yamux.Stream, closeAfter bool) {
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.Equal(t, "ok", string(body))
+}
+
+func TestEndpointsGaugeCountsEndpointsWithSessions(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, upstream.RegistryOptions{Metrics: reg})
+	gauge := func() float64 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == "pico_upstream_endpoints" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	a1 := e.agent("a")
+	a2 := e.agent("a")
+	b := e.agent("b")
+	require.Eventually(t, func() bool { return e.registry.Sessions() == 3 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, 2.0, gauge())
+	require.NoError(t, a1.Close())
+	require.Eventually(t, func() bool { return e.registry.Sessions() == 2 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, 2.0, gauge(), "a still has a session")
+	require.NoError(t, a2.Close())
+	require.Eventually(t, func() bool { return e.registry.Sessions() == 1 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, 1.0, gauge())
+	require.NoError(t, b.Close())
+	require.Eventually(t, func() bool { return e.registry.Sessions() == 0 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, 0.0, gauge())
 }
