@@ -1,10 +1,11 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -12,17 +13,15 @@ import (
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
 )
 
-// rawGet writes a GET with the given Host and extra header lines on a new
-// connection to the proxy port and reads the answer.
+// rawGet sends a GET with the given Host and extra header lines on a new
+// connection to the proxy port (rawExchange) and returns the answer, its
+// body readable again.
 func (s *testServer) rawGet(host, extra string) *http.Response {
 	s.t.Helper()
-	c := rawConn(s.t, s.Addrs().Proxy)
-	_, err := fmt.Fprintf(c, "GET /p HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n", host, extra)
-	require.NoError(s.t, err)
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	require.NoError(s.t, err)
-	s.t.Cleanup(func() { _ = resp.Body.Close() })
-	return resp
+	resps, bodies, _ := s.rawExchange(fmt.Sprintf("GET /p HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n", host, extra))
+	require.Len(s.t, resps, 1)
+	resps[0].Body = io.NopCloser(strings.NewReader(bodies[0]))
+	return resps[0]
 }
 
 // The Host label is compared lower-cased (DNS names are case-insensitive);
