@@ -49,7 +49,7 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 // agentCommand is `pico agent` until ctx is cancelled.
 func agentCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := newConfigCommand("agent", agentUsage, config.DefaultAgent, stdout, stderr)
-	cfg, fs, code, ok := loadConfig(cmd, args, config.DefaultAgent)
+	cfg, fs, code, ok := cmd.load(args)
 	if !ok {
 		return code
 	}

@@ -30,10 +30,17 @@ func newFlagCommand(name, usageText string, fs *pflag.FlagSet, stdout, stderr io
 	return &commandLine{name: name, usageText: usageText, flagUsages: fs.FlagUsages, stdout: stdout, stderr: stderr}
 }
 
-// newConfigCommand is the command line of a subcommand configured by
+// configCommand is the command line of a subcommand configured by
 // config.Load (defaults < YAML file < flags): its flags are those of the
 // configuration and the --config.* flags.
-func newConfigCommand[T config.Target](name, usageText string, newDefault func() T, stdout, stderr io.Writer) *commandLine {
+type configCommand[T config.Target] struct {
+	*commandLine
+	newDefault func() T
+}
+
+// newConfigCommand returns the command line of a subcommand whose
+// configuration newDefault returns with its defaults.
+func newConfigCommand[T config.Target](name, usageText string, newDefault func() T, stdout, stderr io.Writer) *configCommand[T] {
 	flagUsages := func() string {
 		fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 		fs.SortFlags = false
@@ -41,7 +48,10 @@ func newConfigCommand[T config.Target](name, usageText string, newDefault func()
 		(&config.FileFlags{}).RegisterFlags(fs)
 		return fs.FlagUsages()
 	}
-	return &commandLine{name: name, usageText: usageText, flagUsages: flagUsages, stdout: stdout, stderr: stderr}
+	return &configCommand[T]{
+		commandLine: &commandLine{name: name, usageText: usageText, flagUsages: flagUsages, stdout: stdout, stderr: stderr},
+		newDefault:  newDefault,
+	}
 }
 
 // usage prints the usage text and the flags to w.
@@ -82,11 +92,10 @@ func (c *commandLine) flagError(err error) int {
 	return c.usageError(err.Error())
 }
 
-// loadConfig loads the configuration of a command made by
-// newConfigCommand. When ok is false the command exits with code: 0 after
-// --help, 2 for a usage error, 1 for a bad configuration.
-func loadConfig[T config.Target](c *commandLine, args []string, newDefault func() T) (cfg T, fs *pflag.FlagSet, code int, ok bool) {
-	cfg, fs, err := config.Load(c.name, args, newDefault, io.Discard)
+// load loads the configuration. When ok is false the command exits with
+// code: 0 after --help, 2 for a usage error, 1 for a bad configuration.
+func (c *configCommand[T]) load(args []string) (cfg T, fs *pflag.FlagSet, code int, ok bool) {
+	cfg, fs, err := config.Load(c.name, args, c.newDefault, io.Discard)
 	var usage *config.UsageError
 	switch {
 	case err == nil:

@@ -35,7 +35,7 @@ func runForward(args []string, stdout, stderr io.Writer) int {
 // not nil, receives the forwarder once it listens.
 func forwardCommand(ctx context.Context, args []string, stdout, stderr io.Writer, listening chan<- *forward.Forwarder) int {
 	cmd := newConfigCommand("forward", forwardUsage, config.DefaultForward, stdout, stderr)
-	cfg, fs, code, ok := loadConfig(cmd, args, config.DefaultForward)
+	cfg, fs, code, ok := cmd.load(args)
 	if !ok {
 		return code
 	}

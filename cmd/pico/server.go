@@ -34,7 +34,7 @@ func runServer(args []string, stdout, stderr io.Writer) int {
 // it and returns the exit code. started is called once the node is ready.
 func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer, started func(server.Addrs)) int {
 	cmd := newConfigCommand("server", serverUsage, config.DefaultServer, stdout, stderr)
-	cfg, fs, code, ok := loadConfig(cmd, args, config.DefaultServer)
+	cfg, fs, code, ok := cmd.load(args)
 	if !ok {
 		return code
 	}

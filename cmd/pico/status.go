@@ -29,7 +29,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cmd := newConfigCommand("status", statusUsage, config.DefaultStatus, stdout, stderr)
-	cfg, fs, code, ok := loadConfig(cmd, args, config.DefaultStatus)
+	cfg, fs, code, ok := cmd.load(args)
 	if !ok {
 		return code
 	}
