@@ -3,7 +3,6 @@ module github.com/pico-proxy/pico/bench
 go 1.26.8
 
 require (
-	github.com/hashicorp/yamux v0.1.2
 	github.com/pico-proxy/pico v0.0.0-00010101000000-000000000000
 	github.com/stretchr/testify v1.12.1
 	gonum.org/v1/plot v0.17.0

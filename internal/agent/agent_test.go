@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/hashicorp/yamux"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/testutil"
+	"github.com/pico-proxy/pico/internal/yamux"
 	"github.com/stretchr/testify/require"
 )
 

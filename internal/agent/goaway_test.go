@@ -7,8 +7,8 @@ import (
 	"net"
 	"testing"
 
-	"github.com/hashicorp/yamux"
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/yamux"
 	"github.com/stretchr/testify/require"
 )
 

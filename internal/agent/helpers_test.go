@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"github.com/pico-proxy/pico/internal/config"
 	"github.com/pico-proxy/pico/internal/logging"
 	"github.com/pico-proxy/pico/internal/protocol"
 	"github.com/pico-proxy/pico/internal/testutil"
+	"github.com/pico-proxy/pico/internal/yamux"
 	"github.com/stretchr/testify/require"
 )
 
@@ -132,7 +132,7 @@ func (s *upstreamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	sess, err := yamux.Server(protocol.CoalesceWrites(countingConn{conn, &s.received}), protocol.YamuxConfig(s.logger))
+	sess, err := yamux.Server(countingConn{conn, &s.received}, protocol.YamuxConfig(s.logger))
 	if err != nil {
 		conn.Close()
 		return

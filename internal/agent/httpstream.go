@@ -18,11 +18,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
 	"github.com/pico-proxy/pico/internal/connpool"
 	"github.com/pico-proxy/pico/internal/httpwire"
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 // Connections to a local HTTP service.
@@ -175,15 +174,41 @@ func (h *httpServer) close() { h.pool.Close() }
 type tunnel struct {
 	stream *yamux.Stream
 	br     *bufio.Reader
-	bw     *bufio.Writer
+	bw     *bufio.Writer // writes to out
+	out    *streamWriter
 	conns  *sessionConns
 	// keepAlive: the stream is to carry another request after this one.
 	keepAlive bool
 }
 
+// flushLast flushes a response that is complete in t.bw; when the stream
+// carries no further request, its FIN goes in the same write.
+func (t *tunnel) flushLast() error {
+	t.out.closing = !t.keepAlive
+	err := t.bw.Flush()
+	t.out.closing = false
+	return err
+}
+
+// streamWriter is what a tunnel's buffered writer writes to: the stream,
+// or, with closing, the stream and its FIN in one write (WriteClose).
+type streamWriter struct {
+	stream  *yamux.Stream
+	closing bool
+}
+
+func (w *streamWriter) Write(p []byte) (int, error) {
+	if w.closing {
+		w.closing = false
+		return w.stream.WriteClose(p)
+	}
+	return w.stream.Write(p)
+}
+
 // serveStream serves the requests of one stream, then closes it.
 func (h *httpServer) serveStream(stream *yamux.Stream, conns *sessionConns) {
-	t := &tunnel{stream: stream, br: httpwire.GetReader(stream), bw: httpwire.GetWriter(stream), conns: conns}
+	out := &streamWriter{stream: stream}
+	t := &tunnel{stream: stream, br: httpwire.GetReader(stream), bw: httpwire.GetWriter(out), out: out, conns: conns}
 	defer func() {
 		httpwire.PutWriter(t.bw)
 		httpwire.PutReader(t.br)
@@ -497,12 +522,12 @@ func (h *httpServer) writeResponse(t *tunnel, req *http.Request, resp *http.Resp
 	switch {
 	case noBody:
 		x.release(reusable)
-		err = bw.Flush()
+		err = t.flushLast()
 	case !chunked && int64(x.lbr.Buffered()) >= resp.ContentLength && resp.ContentLength <= int64(bw.Available()):
 		_, err = io.CopyN(bw, resp.Body, resp.ContentLength)
 		x.release(reusable && err == nil)
 		if err == nil {
-			err = bw.Flush()
+			err = t.flushLast()
 		}
 	default:
 		if err = bw.Flush(); err == nil {

@@ -5,8 +5,8 @@ import (
 	"net"
 	"sync"
 
-	"github.com/hashicorp/yamux"
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 // tcpServer serves a TCP endpoint's streams: each stream is piped to a new

@@ -7,9 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
 	"github.com/pico-proxy/pico/internal/httpwire"
+	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 // Pipe copies bytes between a and b in both directions and returns once

@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 const pipeWait = 10 * time.Second

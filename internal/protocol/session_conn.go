@@ -24,7 +24,8 @@ var errNoDeadlines = errors.New("a session's WebSocket takes no deadlines (yamux
 // its connection (it times its own writes and keeps the session alive
 // with pings), so a session's reads and writes go to the WebSocket with
 // a context that is never done. Reads come from one goroutine (yamux's
-// receive loop) and writes from one (CoalesceWrites' sender).
+// receive loop) and writes from one at a time (the session's frame
+// writer).
 type sessionConn struct {
 	net.Conn // websocket.NetConn: addresses and Close
 	ws       *websocket.Conn
@@ -82,3 +83,14 @@ func (c *sessionConn) CloseNow() error { return c.ws.CloseNow() }
 func (c *sessionConn) SetDeadline(time.Time) error      { return errNoDeadlines }
 func (c *sessionConn) SetReadDeadline(time.Time) error  { return errNoDeadlines }
 func (c *sessionConn) SetWriteDeadline(time.Time) error { return errNoDeadlines }
+
+// CloseNow closes c without waiting on its peer: without a close
+// handshake and without sending pending writes, where c (an upstream
+// connection from AcceptSession or DialSession) offers that; otherwise
+// with Close.
+func CloseNow(c net.Conn) error {
+	if now, ok := c.(interface{ CloseNow() error }); ok {
+		return now.CloseNow()
+	}
+	return c.Close()
+}

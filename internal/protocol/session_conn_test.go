@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/hashicorp/yamux"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 // sessionPair returns both ends of an upstream connection over a real
@@ -89,7 +90,7 @@ func TestSessionConnEndsCleanlyAndRejectsTextAndDeadlines(t *testing.T) {
 	// A text message is a protocol error.
 	serverConn2, clientConn2 := sessionPair(t)
 	go io.Copy(io.Discard, clientConn2) // reading answers the close that follows
-	sc := clientConn2.(*coalescingConn).Conn.(*sessionConn)
+	sc := clientConn2.(*sessionConn)
 	require.NoError(t, sc.ws.Write(context.Background(), websocket.MessageText, []byte("text")))
 	_, err = serverConn2.Read(buf)
 	require.ErrorContains(t, err, "only binary messages")

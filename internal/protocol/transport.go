@@ -9,7 +9,8 @@ import (
 	"net/http"
 
 	"github.com/coder/websocket"
-	"github.com/hashicorp/yamux"
+
+	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 // maxMessageSize bounds one WebSocket message. yamux writes frames of at
@@ -39,14 +40,15 @@ func DialWebSocket(ctx context.Context, url string, header http.Header, client *
 }
 
 // AcceptSession upgrades r to the WebSocket of an upstream connection and
-// returns the byte stream to run a yamux session over: a SessionConn
-// with its writes coalesced (see CoalesceWrites).
+// returns the byte stream to run a yamux session over (the session's
+// frame writer batches frames sent while a write is in progress, so a
+// burst of frames costs one message).
 func AcceptSession(w http.ResponseWriter, r *http.Request) (net.Conn, error) {
 	c, err := acceptWebSocket(w, r)
 	if err != nil {
 		return nil, err
 	}
-	return CoalesceWrites(newSessionConn(c)), nil
+	return newSessionConn(c), nil
 }
 
 // DialSession dials the WebSocket of an upstream connection and returns
@@ -57,7 +59,7 @@ func DialSession(ctx context.Context, url string, header http.Header, client *ht
 	if err != nil {
 		return nil, err
 	}
-	return CoalesceWrites(newSessionConn(c)), nil
+	return newSessionConn(c), nil
 }
 
 func acceptWebSocket(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
@@ -112,6 +114,8 @@ func (e *DialError) Unwrap() error { return e.Err }
 func YamuxConfig(logger *slog.Logger) *yamux.Config {
 	cfg := yamux.DefaultConfig()
 	cfg.StreamOpenTimeout = 0
+	// A WebSocket's message reader is buffered already.
+	cfg.UnbufferedRead = true
 	cfg.LogOutput = nil
 	cfg.Logger = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
 	return cfg

@@ -13,11 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
 	"github.com/pico-proxy/pico/internal/connpool"
 	"github.com/pico-proxy/pico/internal/httpwire"
 	"github.com/pico-proxy/pico/internal/upstream"
+	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 // abortDrainTimeout bounds how long an abandoned stream is drained (so the

@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 // noUpstreamError: no upstream for the endpoint anywhere (or, for a

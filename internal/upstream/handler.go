@@ -6,10 +6,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
 	"github.com/pico-proxy/pico/internal/auth"
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 // DefaultExpiryGrace is how long the in-flight streams of an upstream

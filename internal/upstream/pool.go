@@ -4,7 +4,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 // Streams of a session are reused for further HTTP/1.1 requests (HTTP
@@ -47,7 +47,8 @@ func (s *Session) OpenReusable() (stream *yamux.Stream, reused bool, err error) 
 		}
 		_ = idle.stream.Close()
 	}
-	stream, err = s.mux.OpenStream()
+	// The request is written at once: its first frame opens the stream.
+	stream, err = s.mux.OpenStreamDeferred()
 	return stream, false, err
 }
 

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/upstream"
 	"github.com/pico-proxy/pico/internal/upstream/upstreamtest"
+	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 type env struct {

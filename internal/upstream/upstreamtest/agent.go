@@ -15,9 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/hashicorp/yamux"
-
 	"github.com/pico-proxy/pico/internal/protocol"
+	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 // URL is the upstream URL an agent dials to register endpoint at the
