@@ -3,6 +3,11 @@
 // port carrying a yamux client session whose accepted streams are served
 // as HTTP/1.1 (HTTP endpoints) or raw byte streams (TCP endpoints) — but
 // none of the real agent's reconnecting or configuration.
+//
+// It is built from Piko's agent's parts: upstream hashicorp/yamux (not
+// Pico's fork) with its default configuration, and net/http's server
+// serving the session as a listener. Every server test that uses it
+// checks Pico's side of the wire against the yamux Piko's agents run.
 package upstreamtest
 
 import (
@@ -15,8 +20,9 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/hashicorp/yamux"
+
 	"github.com/pico-proxy/pico/internal/protocol"
-	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 // URL is the upstream URL an agent dials to register endpoint at the
@@ -91,7 +97,10 @@ func dial(ctx context.Context, url string, proto protocol.EndpointProtocol) (*Ag
 		return nil, err
 	}
 	fc := &freezableConn{Conn: conn}
-	session, err := yamux.Client(fc, protocol.YamuxConfig(slog.New(slog.DiscardHandler)))
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = nil
+	cfg.Logger = slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug)
+	session, err := yamux.Client(fc, cfg)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
