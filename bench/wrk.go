@@ -23,6 +23,9 @@ type wrkResult struct {
 	// CPU is the CPU time each process used during the run, by
 	// component ("wrk", "upstream", "node 1", "node 2", "agent").
 	CPU map[string]time.Duration `json:"-"`
+	// Syscalls is the read and write system calls each Pico process
+	// ("node 1", "node 2", "agent") made during the run.
+	Syscalls map[string][2]int64 `json:"-"`
 }
 
 // wrkScript makes wrk print a JSON summary with the percentiles we need.

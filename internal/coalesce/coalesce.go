@@ -5,10 +5,9 @@
 // finished, so a lone write costs what it did, and a burst of writes
 // made while one is in progress costs one more.
 //
-// Pico uses it where every write is a system call: under a yamux
-// session (yamux writes each frame's header and body separately, and a
-// WebSocket byte stream turns every write into one message) and under
-// the server's log (one access-log line per request).
+// Pico uses it under the server's log, where every write is a system
+// call (one access-log line per request). Yamux sessions batch their
+// frames themselves (internal/yamux's frame writer).
 package coalesce
 
 import (
