@@ -63,6 +63,11 @@ type frameWriter struct {
 	stuck   *time.Timer
 	lazy    []byte      // lazy frames waiting for the next send
 	lazyDue *time.Timer // sends the lazy frames when nothing else did
+	// lazyArmed: lazyDue is running. A send that takes the lazy frames
+	// leaves it running (it then finds nothing to send): stopping and
+	// restarting a timer for every stream costs more than one idle fire
+	// per lazyDelay.
+	lazyArmed bool
 }
 
 func newFrameWriter(conn io.Writer, timeout time.Duration, onError func(error)) *frameWriter {
@@ -94,7 +99,6 @@ func (w *frameWriter) sendFrames(hdr header, body []byte, next header, async boo
 	if len(w.lazy) > 0 {
 		w.pending = append(w.pending, w.lazy...)
 		w.lazy = w.lazy[:0]
-		w.lazyDue.Stop()
 	}
 	w.pending = append(w.pending, hdr...)
 	w.pending = append(w.pending, body...)
@@ -132,9 +136,10 @@ func (w *frameWriter) sendLazy(hdr header) error {
 	case len(w.lazy) >= maxLazyBytes:
 		w.mu.Unlock()
 		w.sendDueLazy()
-	case len(w.lazy) == len(hdr):
+	case !w.lazyArmed:
+		w.lazyArmed = true
 		if w.lazyDue == nil {
-			w.lazyDue = time.AfterFunc(lazyDelay, w.sendDueLazy)
+			w.lazyDue = time.AfterFunc(lazyDelay, w.lazyTimer)
 		} else {
 			w.lazyDue.Reset(lazyDelay)
 		}
@@ -143,6 +148,13 @@ func (w *frameWriter) sendLazy(hdr header) error {
 		w.mu.Unlock()
 	}
 	return nil
+}
+
+func (w *frameWriter) lazyTimer() {
+	w.mu.Lock()
+	w.lazyArmed = false
+	w.mu.Unlock()
+	w.sendDueLazy()
 }
 
 // sendDueLazy writes the lazy frames now.
