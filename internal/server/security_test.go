@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/hashicorp/yamux"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pico-proxy/pico/internal/agent"
@@ -535,4 +537,26 @@ func TestForwardedRequestIsNotReauthenticated(t *testing.T) {
 		requireJSONError(t, s.getWith("ep", "/path", forged), http.StatusUnauthorized, "no token")
 	}
 	require.NotEmpty(t, a.logs.Records("rejected forwarding headers"))
+}
+
+// An agent that opens streams of its own to the server (the server only
+// opens streams) has each reset as it opens: nothing of them is kept
+// waiting for an accept that never comes, and the endpoint keeps
+// serving.
+func TestAgentOpenedStreamsAreReset(t *testing.T) {
+	s := startServer(t, serverSetup{})
+	a, err := upstreamtest.ServeHTTP(context.Background(), upstreamtest.URL(s.Addrs().Upstream, "pushy"), echoHandler("pushy"))
+	require.NoError(t, err)
+	defer a.Close()
+
+	for i := 0; i < 300; i++ { // past yamux's accept backlog of 256
+		stream, err := a.Session.OpenStream()
+		require.NoError(t, err)
+		_, err = stream.Write(bytes.Repeat([]byte("x"), 1<<10))
+		if err == nil {
+			_, err = stream.Read(make([]byte, 1))
+		}
+		require.ErrorIs(t, err, yamux.ErrConnectionReset, "stream %d", i)
+	}
+	require.Equal(t, "pushy", decodeEcho(t, s.get("pushy", "/x")).Name)
 }

@@ -43,7 +43,11 @@ func WithVerifier(v *auth.Verifier, grace time.Duration) HandlerOption {
 // registry.
 func NewHandler(registry *Registry, logger *slog.Logger, opts ...HandlerOption) *Handler {
 	logger = logger.With("subsystem", "upstream")
-	h := &Handler{registry: registry, logger: logger, yamux: protocol.YamuxConfig(logger), expiryGrace: DefaultExpiryGrace}
+	cfg := protocol.YamuxConfig(logger)
+	// The server only opens streams; an agent's own streams are reset
+	// as they open instead of parked, unread, in an accept backlog.
+	cfg.RefuseStreams = true
+	h := &Handler{registry: registry, logger: logger, yamux: cfg, expiryGrace: DefaultExpiryGrace}
 	for _, opt := range opts {
 		opt(h)
 	}

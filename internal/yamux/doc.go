@@ -29,6 +29,11 @@
 //     runs from a timer, and Config.UnbufferedRead drops the session's
 //     own 4 KiB read buffer for connections that are buffered already
 //     (a WebSocket's message reader).
+//   - Config.RefuseStreams resets the peer's streams as they open, for a
+//     side that only opens streams: Pico's server neither allocates an
+//     accept backlog per agent connection nor keeps up to 256 streams of
+//     a hostile agent, with a 256 KiB receive window each, that nobody
+//     would accept.
 //
 // Upstream's tests run unchanged except where the semantics changed on
 // purpose (a stuck write ends the session; the tests' pipe connection

@@ -287,3 +287,34 @@ func TestAnIdleSessionRunsOneGoroutine(t *testing.T) {
 	}
 	require.LessOrEqual(t, fewest-before, 2*pairs+2)
 }
+
+// A session with RefuseStreams resets the peer's streams as they open
+// and keeps nothing of them.
+func TestRefuseStreamsResetsThePeersStreams(t *testing.T) {
+	c, s := testConnPipe(t)
+	serverConf := testConfNoKeepAlive()
+	serverConf.RefuseStreams = true
+	client, server := testClientServerConfig(t, c, s, testConfNoKeepAlive(), serverConf)
+
+	stream, err := client.OpenStream()
+	require.NoError(t, err)
+	_, err = stream.Write(bytes.Repeat([]byte("x"), 64<<10))
+	if err == nil {
+		_, err = stream.Read(make([]byte, 1))
+	}
+	require.ErrorIs(t, err, ErrConnectionReset)
+	require.Equal(t, 0, server.NumStreams())
+	require.Nil(t, server.acceptCh)
+
+	// The session still opens streams of its own.
+	mine, err := server.OpenStream()
+	require.NoError(t, err)
+	_, err = mine.Write([]byte("ok"))
+	require.NoError(t, err)
+	accepted, err := client.AcceptStream()
+	require.NoError(t, err)
+	got := make([]byte, 2)
+	_, err = io.ReadFull(accepted, got)
+	require.NoError(t, err)
+	require.Equal(t, "ok", string(got))
+}

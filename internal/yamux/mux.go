@@ -23,6 +23,13 @@ type Config struct {
 	// where the second buffer only costs memory.
 	UnbufferedRead bool
 
+	// RefuseStreams resets every stream the peer opens, as it opens, for
+	// a side that only opens streams (Pico's server): no accept backlog
+	// is allocated, and a peer cannot park AcceptBacklog streams with a
+	// receive window of data each that nobody will read. AcceptStream
+	// then waits until the session ends.
+	RefuseStreams bool
+
 	// KeepAliveInterval is how often to perform the keep alive
 	KeepAliveInterval time.Duration
 

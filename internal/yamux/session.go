@@ -97,9 +97,11 @@ func newSession(config *Config, conn io.ReadWriteCloser, client bool) *Session {
 		streams:    make(map[uint32]*Stream),
 		inflight:   make(map[uint32]struct{}),
 		synCh:      make(chan struct{}, config.AcceptBacklog),
-		acceptCh:   make(chan *Stream, config.AcceptBacklog),
 		recvDoneCh: make(chan struct{}),
 		shutdownCh: make(chan struct{}),
+	}
+	if !config.RefuseStreams {
+		s.acceptCh = make(chan *Stream, config.AcceptBacklog)
 	}
 	if !config.UnbufferedRead {
 		s.reader = bufio.NewReader(conn)
@@ -556,8 +558,8 @@ func (s *Session) handleGoAway(hdr header) error {
 
 // incomingStream is used to create a new incoming stream
 func (s *Session) incomingStream(id uint32) error {
-	// Reject immediately if we are doing a go away
-	if atomic.LoadInt32(&s.localGoAway) == 1 {
+	// Reject immediately if we are doing a go away, or take no streams
+	if atomic.LoadInt32(&s.localGoAway) == 1 || s.config.RefuseStreams {
 		hdr := header(make([]byte, headerSize))
 		hdr.encode(typeWindowUpdate, flagRST, id, 0)
 		return s.sendNoWait(hdr)
