@@ -36,7 +36,7 @@ MKIMAGE_FLAGS = -ca-certs '$(CA_CERTS)' -created $(SOURCE_DATE_EPOCH) \
 	-label org.opencontainers.image.version=$(VERSION) \
 	-label org.opencontainers.image.revision=$(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
-.PHONY: help build demo test lint fmt vet chart-lint chart-readme e2e e2e-k8s bench fuzz workspace clean image image-push $(MKIMAGE) FORCE
+.PHONY: help build demo test lint fmt vet chart-lint chart-readme e2e e2e-k8s bench bench-ab fuzz workspace clean image image-push $(MKIMAGE) FORCE
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -96,6 +96,14 @@ e2e-k8s: build ## the chart on a real single-node Kubernetes (../shared/k8s-loca
 bench: build ## the benchmark report bench/RESULTS.md + results.png (flags: BENCH_FLAGS='--sections headline --duration 2s')
 	$(GO) -C bench build -o $(CURDIR)/$(BIN)/pico-bench .
 	./$(BIN)/pico-bench $(BENCH_FLAGS)
+
+bench-ab: build ## BASE (a git rev) against this tree in interleaved rounds on the single-node path: CPU and system calls per request, p50 at 1 connection (ROUNDS=3)
+	@test -n "$(BASE)" || { echo "bench-ab: name the base, e.g. make bench-ab BASE=main" >&2; exit 2; }
+	$(GO) -C bench build -o $(CURDIR)/$(BIN)/pico-bench .
+	rm -rf $(BIN)/base-src && mkdir -p $(BIN)/base-src && git archive $(BASE) | tar -x -C $(BIN)/base-src
+	cd $(BIN)/base-src && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/$(BIN)/pico-base ./cmd/pico
+	rm -rf $(BIN)/base-src
+	PICO_BENCH=$(BIN)/pico-bench bench/ab.sh $(BIN)/pico-base $(BIN)/pico $(or $(ROUNDS),3)
 
 fuzz: ## run every fuzz target for 20s each
 	@for pkg in $$($(GO) list ./...); do \

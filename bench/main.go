@@ -51,7 +51,7 @@ func main() {
 }
 
 // Sections, in the order they run.
-var allSections = []string{"headline", "sweep", "routable", "rolling", "memory"}
+var allSections = []string{"headline", "sweep", "routable", "rolling", "memory", "hops"}
 
 type options struct {
 	pico          string
@@ -68,6 +68,10 @@ type options struct {
 	rollingRate   int
 	keepLogs      bool
 	addrs         addresses
+	// serveUpstream: only serve the 1 KiB upstream there (bench/ab.sh).
+	serveUpstream string
+	// serveRelay: only run one relay of the hops section.
+	serveRelay string
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -86,6 +90,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.routableRuns, "routable-runs", 20, "new endpoints timed by the routable section")
 	fs.IntVar(&o.rollingRate, "rolling-rate", 200, "requests/s during the rolling restart")
 	fs.BoolVar(&o.keepLogs, "keep-logs", false, "keep the directory with the servers' and agents' logs (kept anyway when a section fails)")
+	fs.StringVar(&o.serveUpstream, "serve-upstream", "", "only serve the benchmark's 1 KiB upstream on this address until SIGTERM (for bench/ab.sh)")
+	fs.StringVar(&o.serveRelay, "serve-relay", "", "only run one relay of the hops section (tcp|http,LISTEN,TARGET) until SIGTERM")
 	firstIP := fs.String("first-ip", "127.0.0.60", "first of the 9 consecutive loopback addresses used: balancers, 3 cluster nodes, the memory node and 4 client sources")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -177,6 +183,12 @@ func run() error {
 		}
 		return err
 	}
+	if o.serveUpstream != "" {
+		return serveUpstream(o.serveUpstream)
+	}
+	if o.serveRelay != "" {
+		return serveRelay(o.serveRelay)
+	}
 	if _, err := os.Stat(o.pico); err != nil {
 		return fmt.Errorf("--pico: %w (run make build first)", err)
 	}
@@ -216,6 +228,10 @@ func run() error {
 		"memory": func() error {
 			e.stopCluster() // measure on a quiet machine
 			return e.runMemory()
+		},
+		"hops": func() error {
+			e.stopCluster()
+			return e.runHops()
 		},
 	}
 	failed := 0

@@ -26,6 +26,7 @@ type report struct {
 	Routable          *routableResult
 	Rolling           *rollingResult
 	Memory            *memoryResult
+	Hops              *hopsResult
 	Errors            []string
 }
 
@@ -439,6 +440,9 @@ func (r *report) sections() []section {
 	}
 	if r.Rolling != nil {
 		out = append(out, section{"rolling", r.rollingTable(), r.rollingFacts(), methodRolling})
+	}
+	if r.Hops != nil {
+		out = append(out, section{"hops", r.hopsTable(), "", methodHops})
 	}
 	return out
 }
