@@ -11,29 +11,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/yamux"
 )
 
 const pipeWait = 10 * time.Second
-
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server *net.TCPConn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", l.Addr().String())
-	require.NoError(t, err)
-	s := <-accepted
-	require.NotNil(t, s)
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
 
 // wsPair returns both ends of a WebSocket byte stream over loopback.
 func wsPair(t *testing.T) (dialed, accepted net.Conn) {
@@ -77,8 +59,8 @@ func waitDone(t *testing.T, done <-chan struct{}) {
 }
 
 func TestPipePassesHalfClosesBetweenTCPConnections(t *testing.T) {
-	left, leftEnd := tcpPair(t)
-	right, rightEnd := tcpPair(t)
+	left, leftEnd := testutil.TCPPair(t)
+	right, rightEnd := testutil.TCPPair(t)
 	done := runPipe(leftEnd, rightEnd, 0)
 
 	_, err := left.Write([]byte("question"))
@@ -98,7 +80,7 @@ func TestPipePassesHalfClosesBetweenTCPConnections(t *testing.T) {
 }
 
 func TestPipeEndsWhenTheWebSocketCloses(t *testing.T) {
-	client, clientEnd := tcpPair(t)
+	client, clientEnd := testutil.TCPPair(t)
 	peer, wsEnd := wsPair(t)
 	done := runPipe(clientEnd, wsEnd, time.Hour)
 
@@ -112,7 +94,7 @@ func TestPipeEndsWhenTheWebSocketCloses(t *testing.T) {
 }
 
 func TestPipeLingersAfterAHalfCloseTowardsAWebSocket(t *testing.T) {
-	client, clientEnd := tcpPair(t)
+	client, clientEnd := testutil.TCPPair(t)
 	peer, wsEnd := wsPair(t)
 	done := runPipe(clientEnd, wsEnd, 200*time.Millisecond)
 
@@ -137,7 +119,7 @@ func TestPipeLingersAfterAHalfCloseTowardsAWebSocket(t *testing.T) {
 }
 
 func TestPipeWithoutLingerEndsAtTheClientsEOF(t *testing.T) {
-	client, clientEnd := tcpPair(t)
+	client, clientEnd := testutil.TCPPair(t)
 	peer, wsEnd := wsPair(t)
 	done := runPipe(clientEnd, wsEnd, 0)
 	require.NoError(t, client.CloseWrite())

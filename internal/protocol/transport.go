@@ -114,8 +114,12 @@ func (e *DialError) Unwrap() error { return e.Err }
 func YamuxConfig(logger *slog.Logger) *yamux.Config {
 	cfg := yamux.DefaultConfig()
 	cfg.StreamOpenTimeout = 0
-	// A WebSocket's message reader is buffered already.
+	// A WebSocket's message reader is buffered already, and its close is
+	// a handshake: a frame that arrives after the peer closed is read and
+	// dropped, not answered with a TCP reset, so ACKs and completing FINs
+	// may wait for the next frame.
 	cfg.UnbufferedRead = true
+	cfg.LazyControlFrames = true
 	cfg.LogOutput = nil
 	cfg.Logger = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
 	return cfg

@@ -57,6 +57,7 @@ func forkPair(t *testing.T) (client, server *Session, clientLog, serverLog *fram
 	c, s := testConnPipe(t)
 	clientLog, serverLog = &frameLog{ReadWriteCloser: c}, &frameLog{ReadWriteCloser: s}
 	conf := testConfNoKeepAlive()
+	conf.LazyControlFrames = true
 	client, server = testClientServerConfig(t, clientLog, serverLog, conf, conf.Clone())
 	return client, server, clientLog, serverLog
 }

@@ -17,30 +17,14 @@ import (
 	upstream "github.com/hashicorp/yamux"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pico-proxy/pico/internal/testutil"
 	"github.com/pico-proxy/pico/internal/yamux"
 )
-
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", l.Addr().String())
-	require.NoError(t, err)
-	s := <-accepted
-	require.NotNil(t, s)
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c, s
-}
 
 func forkConfig() *yamux.Config {
 	cfg := yamux.DefaultConfig()
 	cfg.KeepAliveInterval = 50 * time.Millisecond
+	cfg.LazyControlFrames = true // as Pico runs it
 	cfg.LogOutput = io.Discard
 	return cfg
 }
@@ -122,7 +106,7 @@ func serveAll(accept func() (net.Conn, error)) {
 }
 
 func TestForkOpensStreamsToUpstream(t *testing.T) {
-	c, s := tcpPair(t)
+	c, s := testutil.TCPPair(t)
 	client, err := yamux.Client(c, forkConfig())
 	require.NoError(t, err)
 	defer client.Close()
@@ -146,7 +130,7 @@ func TestForkOpensStreamsToUpstream(t *testing.T) {
 }
 
 func TestUpstreamOpensStreamsToFork(t *testing.T) {
-	c, s := tcpPair(t)
+	c, s := testutil.TCPPair(t)
 	client, err := upstream.Client(c, upstreamConfig())
 	require.NoError(t, err)
 	defer client.Close()

@@ -23,6 +23,15 @@ type Config struct {
 	// where the second buffer only costs memory.
 	UnbufferedRead bool
 
+	// LazyControlFrames lets an accepted stream's ACK, and the FIN that
+	// completes a stream the peer has closed already, wait (at most 2 ms)
+	// for the session's next frame instead of taking a write of their
+	// own. Only for connections whose close is a handshake (a WebSocket):
+	// over bare TCP, a frame arriving after the peer closed its socket
+	// draws a reset, which makes the peer's kernel discard what this side
+	// had not read yet.
+	LazyControlFrames bool
+
 	// RefuseStreams resets every stream the peer opens, as it opens, for
 	// a side that only opens streams (Pico's server): no accept backlog
 	// is allocated, and a peer cannot park AcceptBacklog streams with a

@@ -260,7 +260,7 @@ func (s *Session) AcceptStream() (*Stream, error) {
 	case stream := <-s.acceptCh:
 		// The ACK goes out with the stream's first frame (or the
 		// session's next one, at most lazyDelay later).
-		if err := stream.sendWindowUpdate(true); err != nil {
+		if err := stream.sendWindowUpdate(s.config.LazyControlFrames); err != nil {
 			return nil, err
 		}
 		return stream, nil
@@ -278,7 +278,7 @@ func (s *Session) AcceptStreamWithContext(ctx context.Context) (*Stream, error) 
 	case stream := <-s.acceptCh:
 		// The ACK goes out with the stream's first frame (or the
 		// session's next one, at most lazyDelay later).
-		if err := stream.sendWindowUpdate(true); err != nil {
+		if err := stream.sendWindowUpdate(s.config.LazyControlFrames); err != nil {
 			return nil, err
 		}
 		return stream, nil

@@ -355,7 +355,7 @@ func (s *Stream) Close() error {
 	if !ok {
 		return nil
 	}
-	s.sendClose(flags, closeStream)
+	s.sendClose(flags, closeStream && s.session.config.LazyControlFrames)
 	s.notifyWaiting()
 	if closeStream {
 		s.session.closeStream(s.id)
