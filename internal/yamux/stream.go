@@ -195,6 +195,8 @@ func (s *Stream) write(b []byte, fin bool) (n int, closed bool, err error) {
 	var max uint32
 	var body []byte
 	var closeStream bool
+	var finHdr header // with fin, the frame that follows the data
+	var finBuf [headerSize]byte
 START:
 	s.stateLock.Lock()
 	switch s.state {
@@ -221,25 +223,21 @@ START:
 
 	// Determine the flags if any
 	flags = s.sendFlags()
+	s.sendHdr.encode(typeData, flags, s.id, max)
 	if fin && int(max) == len(b) {
 		// The FIN goes in a frame of its own right behind the data, in
 		// the same write: peers that process a data frame's flags
 		// before its data (upstream yamux) could wake a reader to an
 		// EOF ahead of the data.
-		var finFlags uint16
-		var ok bool
-		if finFlags, closeStream, ok = s.localClose(); !ok {
+		finFlags, cs, ok := s.localClose()
+		if !ok {
 			return 0, false, ErrStreamClosed
 		}
-		closed = true
-		s.sendHdr.encode(typeData, flags, s.id, max)
-		var finHdr [headerSize]byte
-		header(finHdr[:]).encode(typeWindowUpdate, finFlags|flagFIN, s.id, 0)
-		err = s.session.writer.sendFrames(s.sendHdr, body, finHdr[:], false)
-	} else {
-		s.sendHdr.encode(typeData, flags, s.id, max)
-		err = s.session.writer.send(s.sendHdr, body, false)
+		closed, closeStream = true, cs
+		finHdr = finBuf[:]
+		finHdr.encode(typeWindowUpdate, finFlags|flagFIN, s.id, 0)
 	}
+	err = s.session.writer.sendFrames(s.sendHdr, body, finHdr, false)
 	if closed {
 		s.notifyWaiting()
 		if closeStream {

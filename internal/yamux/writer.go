@@ -96,30 +96,57 @@ func (w *frameWriter) sendFrames(hdr header, body []byte, next header, async boo
 		w.mu.Unlock()
 		return err
 	}
-	if len(w.lazy) > 0 {
-		w.pending = append(w.pending, w.lazy...)
-		w.lazy = w.lazy[:0]
-	}
+	w.takeLazyLocked()
 	w.pending = append(w.pending, hdr...)
 	w.pending = append(w.pending, body...)
 	w.pending = append(w.pending, next...)
+	if async {
+		return w.startLocked(byGoroutine)
+	}
+	return w.startLocked(byCaller)
+}
+
+// takeLazyLocked moves the lazy frames to pending, ahead of what is
+// appended next.
+func (w *frameWriter) takeLazyLocked() {
+	w.pending = append(w.pending, w.lazy...)
+	w.lazy = w.lazy[:0]
+}
+
+// writer is who writes what is pending when nobody is writing yet.
+type writer int
+
+const (
+	byCaller    writer = iota // the sender, after yielding once
+	byGoroutine               // a goroutine of its own (the sender must not block)
+	byTimer                   // the lazy-frame timer's goroutine, at once
+)
+
+// startLocked makes sure what is pending gets written: by the goroutine
+// already writing, or else as by says. Called with w.mu held; returns with
+// it released.
+func (w *frameWriter) startLocked(by writer) error {
 	if w.writing {
 		w.mu.Unlock()
 		return nil
 	}
 	w.writing = true
-	if async {
+	switch by {
+	case byGoroutine:
 		w.mu.Unlock()
 		go w.writeQueued()
 		return nil
+	case byCaller:
+		// Let the goroutines that are ready to run go first: under load
+		// they are other streams about to send, whose frames then go in
+		// this write; when nothing else is ready this returns at once.
+		w.mu.Unlock()
+		runtime.Gosched()
+		w.mu.Lock()
+		return w.writePending(maxWriteRounds)
+	default:
+		return w.writePending(0)
 	}
-	// Let the goroutines that are ready to run go first: under load
-	// they are other streams about to send, whose frames then go in
-	// this write; when nothing else is ready this returns at once.
-	w.mu.Unlock()
-	runtime.Gosched()
-	w.mu.Lock()
-	return w.writePending(maxWriteRounds)
 }
 
 // sendLazy queues the bodiless frame hdr to go out with the next frame
@@ -153,25 +180,22 @@ func (w *frameWriter) sendLazy(hdr header) error {
 func (w *frameWriter) lazyTimer() {
 	w.mu.Lock()
 	w.lazyArmed = false
-	w.mu.Unlock()
-	w.sendDueLazy()
+	w.sendDueLazyLocked()
 }
 
 // sendDueLazy writes the lazy frames now.
 func (w *frameWriter) sendDueLazy() {
 	w.mu.Lock()
+	w.sendDueLazyLocked()
+}
+
+func (w *frameWriter) sendDueLazyLocked() {
 	if len(w.lazy) == 0 || w.err != nil {
 		w.mu.Unlock()
 		return
 	}
-	w.pending = append(w.pending, w.lazy...)
-	w.lazy = w.lazy[:0]
-	if w.writing {
-		w.mu.Unlock()
-		return
-	}
-	w.writing = true
-	_ = w.writePending(0)
+	w.takeLazyLocked()
+	_ = w.startLocked(byTimer)
 }
 
 func (w *frameWriter) writeQueued() {
@@ -277,15 +301,16 @@ func (w *frameWriter) failLocked(err error) {
 // behind a write (a response's last bytes) are not dropped.
 func (w *frameWriter) flush(timeout time.Duration) {
 	w.sendDueLazy()
+	timedOut := false
 	deadline := time.AfterFunc(timeout, func() {
 		w.mu.Lock()
+		timedOut = true
 		w.changed.Broadcast()
 		w.mu.Unlock()
 	})
 	defer deadline.Stop()
-	start := time.Now()
 	w.mu.Lock()
-	for w.writing && w.err == nil && time.Since(start) < timeout {
+	for w.writing && w.err == nil && !timedOut {
 		w.changed.Wait()
 	}
 	w.mu.Unlock()
