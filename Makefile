@@ -103,7 +103,7 @@ bench-ab: build ## BASE (a git rev) against this tree in interleaved rounds on t
 	rm -rf $(BIN)/base-src && mkdir -p $(BIN)/base-src && git archive $(BASE) | tar -x -C $(BIN)/base-src
 	cd $(BIN)/base-src && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/$(BIN)/pico-base ./cmd/pico
 	rm -rf $(BIN)/base-src
-	PICO_BENCH=$(BIN)/pico-bench bench/ab.sh $(BIN)/pico-base $(BIN)/pico $(or $(ROUNDS),3)
+	./$(BIN)/pico-bench --ab $(BIN)/pico-base --rounds $(or $(ROUNDS),3)
 
 fuzz: ## run every fuzz target for 20s each
 	@for pkg in $$($(GO) list ./...); do \

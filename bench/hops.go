@@ -56,7 +56,6 @@ func serveRelay(spec string) error {
 		u := &url.URL{Scheme: "http", Host: target}
 		rp := httputil.NewSingleHostReverseProxy(u)
 		rp.Transport = &http.Transport{MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}
-		rp.ErrorLog = nil
 		return http.Serve(ln, rp)
 	}
 	for {

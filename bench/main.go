@@ -68,8 +68,9 @@ type options struct {
 	rollingRate   int
 	keepLogs      bool
 	addrs         addresses
-	// serveUpstream: only serve the 1 KiB upstream there (bench/ab.sh).
-	serveUpstream string
+	// abBase: compare this build of pico with --pico instead of running
+	// the sections (runAB).
+	abBase string
 	// serveRelay: only run one relay of the hops section.
 	serveRelay string
 }
@@ -90,7 +91,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.routableRuns, "routable-runs", 20, "new endpoints timed by the routable section")
 	fs.IntVar(&o.rollingRate, "rolling-rate", 200, "requests/s during the rolling restart")
 	fs.BoolVar(&o.keepLogs, "keep-logs", false, "keep the directory with the servers' and agents' logs (kept anyway when a section fails)")
-	fs.StringVar(&o.serveUpstream, "serve-upstream", "", "only serve the benchmark's 1 KiB upstream on this address until SIGTERM (for bench/ab.sh)")
+	fs.StringVar(&o.abBase, "ab", "", "base pico binary: instead of the sections, compare it with --pico in --rounds interleaved rounds on the single-node path (--connections, --duration, --sweep-duration) and print a table")
 	fs.StringVar(&o.serveRelay, "serve-relay", "", "only run one relay of the hops section (tcp|http,LISTEN,TARGET) until SIGTERM")
 	firstIP := fs.String("first-ip", "127.0.0.60", "first of the 9 consecutive loopback addresses used: balancers, 3 cluster nodes, the memory node and 4 client sources")
 	if err := fs.Parse(args); err != nil {
@@ -183,14 +184,16 @@ func run() error {
 		}
 		return err
 	}
-	if o.serveUpstream != "" {
-		return serveUpstream(o.serveUpstream)
-	}
 	if o.serveRelay != "" {
 		return serveRelay(o.serveRelay)
 	}
 	if _, err := os.Stat(o.pico); err != nil {
 		return fmt.Errorf("--pico: %w (run make build first)", err)
+	}
+	if o.abBase != "" {
+		if _, err := os.Stat(o.abBase); err != nil {
+			return fmt.Errorf("--ab: %w", err)
+		}
 	}
 	if err := raiseOpenFilesLimit(); err != nil {
 		return err
@@ -218,6 +221,11 @@ func run() error {
 	e.upstream = upstream
 	if e.wrk, err = newWrk(tmp, o.threads); err != nil {
 		return err
+	}
+
+	if o.abBase != "" {
+		defer os.RemoveAll(tmp)
+		return e.runAB()
 	}
 
 	steps := map[string]func() error{

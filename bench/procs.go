@@ -57,6 +57,11 @@ func (n *node) adminURL() string    { return n.server.AdminURL() }
 // startNode starts `pico server` on ip, joining join (IPs), and waits for
 // /ready.
 func startNode(o *options, logDir, ip string, join []string, extra ...string) (*node, error) {
+	return startNodeOf(o.pico, logDir, ip, join, extra...)
+}
+
+// startNodeOf is startNode with the pico binary bin.
+func startNodeOf(bin, logDir, ip string, join []string, extra ...string) (*node, error) {
 	args := []string{"--log.level", "warn"}
 	if len(join) > 0 {
 		args = append(args, "--cluster.join", strings.Join(join, ","))
@@ -65,7 +70,7 @@ func startNode(o *options, logDir, ip string, join []string, extra ...string) (*
 		return nil, fmt.Errorf("%w (another pico-bench? choose other addresses with --first-ip)", err)
 	}
 	name := "server-" + ip
-	s, err := picoproc.StartServer(picoproc.Spec{Name: name, Bin: o.pico, Args: append(args, extra...),
+	s, err := picoproc.StartServer(picoproc.Spec{Name: name, Bin: bin, Args: append(args, extra...),
 		LogFile: filepath.Join(logDir, name+".log")}, ip)
 	if err != nil {
 		return nil, err

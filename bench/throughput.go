@@ -74,36 +74,44 @@ func (e *env) stopBenchAgent() {
 	}
 }
 
-// reuseSetup is a standalone node with upstream.reuse_streams and its
-// own agent, on the memory section's address (stopped before that
-// section starts).
-type reuseSetup struct {
+// standalone is a node of its own with one agent in front of the
+// upstream: the reuse_streams path, and each side of --ab.
+type standalone struct {
 	node  *node
 	agent *proc
 }
 
-func (e *env) startReuse() (*reuseSetup, error) {
-	n, err := startNode(e.o, e.tmp, e.o.addrs.memory, nil, "--upstream.reuse-streams")
+// startStandalone starts bin as a standalone node on the memory node's
+// address (with the server flags extra) and as its agent, and waits until
+// the node routes to the agent.
+func (e *env) startStandalone(bin, name string, extra ...string) (*standalone, error) {
+	n, err := startNodeOf(bin, e.tmp, e.o.addrs.memory, nil, extra...)
 	if err != nil {
 		return nil, err
 	}
-	a, err := startProc(e.o.pico, e.tmp, "agent-reuse", "agent", "http", "bench", e.upstream,
+	a, err := startProc(bin, e.tmp, "agent-"+name, "agent", "http", "bench", e.upstream,
 		"--connect.url", n.upstreamURL(), "--log.level", "warn")
 	if err != nil {
 		n.stop()
 		return nil, err
 	}
-	r := &reuseSetup{node: n, agent: a}
+	s := &standalone{node: n, agent: a}
 	if _, err := waitStatus(n.proxyURL(), "bench", 20*time.Second); err != nil {
-		r.stop()
-		return nil, fmt.Errorf("the reuse_streams node never routed to its agent: %w (logs in %s)", err, e.tmp)
+		s.stop()
+		return nil, fmt.Errorf("the %s node never routed to its agent: %w (logs in %s)", name, err, e.tmp)
 	}
-	return r, nil
+	return s, nil
 }
 
-func (r *reuseSetup) stop() {
-	r.agent.stop()
-	r.node.stop()
+func (s *standalone) stop() {
+	s.agent.stop()
+	s.node.stop()
+}
+
+// startReuse starts the reuse_streams path's node and agent (stopped
+// before the memory section, which uses the same address).
+func (e *env) startReuse() (*standalone, error) {
+	return e.startStandalone(e.o.pico, "reuse", "--upstream.reuse-streams")
 }
 
 // measureLevel runs wrk on each of the paths at one concurrency, the
@@ -111,7 +119,7 @@ func (r *reuseSetup) stop() {
 // passing disturbance of the shared machine hits one round of every path
 // rather than all of one path), and keeps each path's median round.
 // reuse is needed for pathReuse.
-func (e *env) measureLevel(connections int, d time.Duration, rounds int, paths []string, reuse *reuseSetup) (throughputResult, error) {
+func (e *env) measureLevel(connections int, d time.Duration, rounds int, paths []string, reuse *standalone) (throughputResult, error) {
 	if err := e.startBenchAgent(); err != nil {
 		return throughputResult{}, err
 	}
@@ -190,7 +198,7 @@ var cpuComponents = []string{"wrk", "upstream", "node 1", "node 2", "agent"}
 
 // syscallSample reads the read and write system calls made so far by
 // the Pico processes of path (as cpuSample counts them).
-func (e *env) syscallSample(path string, reuse *reuseSetup) map[string][2]int64 {
+func (e *env) syscallSample(path string, reuse *standalone) map[string][2]int64 {
 	s := map[string][2]int64{}
 	for name, pid := range e.picoPIDs(path, reuse) {
 		if r, w, err := procSyscalls(pid); err == nil {
@@ -202,7 +210,7 @@ func (e *env) syscallSample(path string, reuse *reuseSetup) map[string][2]int64 
 
 // picoPIDs: the Pico processes of path by component. On pathReuse the
 // reuse node counts as node 1 and its agent as the agent.
-func (e *env) picoPIDs(path string, reuse *reuseSetup) map[string]int {
+func (e *env) picoPIDs(path string, reuse *standalone) map[string]int {
 	if path == pathReuse {
 		return map[string]int{"node 1": reuse.node.pid(), "agent": reuse.agent.pid()}
 	}
@@ -212,7 +220,7 @@ func (e *env) picoPIDs(path string, reuse *reuseSetup) map[string]int {
 // cpuSample reads the CPU time used so far by the upstream (this
 // process), nodes 1 and 2 and the bench agent.
 // On pathReuse the reuse node counts as node 1 and its agent as the agent.
-func (e *env) cpuSample(path string, reuse *reuseSetup) map[string]time.Duration {
+func (e *env) cpuSample(path string, reuse *standalone) map[string]time.Duration {
 	s := map[string]time.Duration{"upstream": selfCPU()}
 	for name, pid := range e.picoPIDs(path, reuse) {
 		if v, err := procCPU(pid); err == nil {

@@ -8,19 +8,6 @@ import (
 
 var body1KiB = bytes.Repeat([]byte("x"), 1024)
 
-// serveUpstream serves the 1 KiB body on addr until the process ends.
-func serveUpstream(addr string) error {
-	srv := &http.Server{Addr: addr, Handler: upstreamHandler()}
-	return srv.ListenAndServe()
-}
-
-func upstreamHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/octet-stream")
-		_, _ = w.Write(body1KiB)
-	})
-}
-
 // startUpstream serves a 1 KiB body to every request on a loopback port
 // and returns its address.
 func startUpstream() (string, func(), error) {
@@ -28,7 +15,10 @@ func startUpstream() (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: upstreamHandler()}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(body1KiB)
+	})}
 	go func() { _ = srv.Serve(ln) }()
 	return ln.Addr().String(), func() { _ = srv.Close() }, nil
 }
