@@ -45,22 +45,13 @@ func (e *env) abRound(name, bin string) ([]string, error) {
 	if _, err := e.wrk.run(url, "bench", e.o.connections, 2*time.Second); err != nil { // warm-up
 		return nil, err
 	}
-	pids := map[string]int{"node": s.node.pid(), "agent": s.agent.pid()}
-	sample := func() (map[string]time.Duration, map[string][2]int64) {
-		cpu, sys := map[string]time.Duration{}, map[string][2]int64{}
-		for k, pid := range pids {
-			cpu[k], _ = procCPU(pid)
-			r, w, _ := procSyscalls(pid)
-			sys[k] = [2]int64{r, w}
-		}
-		return cpu, sys
-	}
-	cpu0, sys0 := sample()
+	pids := s.pids()
+	cpu0, sys0 := cpuSample(pids), syscallSample(pids)
 	load, err := e.wrk.run(url, "bench", e.o.connections, e.o.duration)
 	if err != nil {
 		return nil, err
 	}
-	cpu1, sys1 := sample()
+	cpu1, sys1 := cpuSample(pids), syscallSample(pids)
 	one, err := e.wrk.run(url, "bench", 1, e.o.sweepDuration)
 	if err != nil {
 		return nil, err
@@ -71,10 +62,10 @@ func (e *env) abRound(name, bin string) ([]string, error) {
 	}
 	n := float64(max(load.Requests, 1))
 	row := []string{rps(load.RPS)}
-	for _, k := range []string{"node", "agent"} {
+	for _, k := range []string{"node 1", "agent"} {
 		row = append(row, fmt.Sprintf("%.0f", float64((cpu1[k]-cpu0[k]).Microseconds())/n))
 	}
-	for _, k := range []string{"node", "agent"} {
+	for _, k := range []string{"node 1", "agent"} {
 		row = append(row, fmt.Sprintf("%.2f / %.2f", float64(sys1[k][0]-sys0[k][0])/n, float64(sys1[k][1]-sys0[k][1])/n))
 	}
 	return append(row, dur(usDur(one.P50)), dur(usDur(direct.P50))), nil

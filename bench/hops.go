@@ -83,12 +83,10 @@ func (e *env) runHops() error {
 	}
 	ip := e.o.addrs.memory
 	relays := map[string]string{hopTCP: ip + ":18080", hopHTTP: ip + ":18081"}
+	kinds := map[string]string{hopTCP: "tcp", hopHTTP: "http"}
 	procs := map[string]*proc{}
 	for path, addr := range relays {
-		kind := "tcp"
-		if path == hopHTTP {
-			kind = "http"
-		}
+		kind := kinds[path]
 		p, err := startProc(self, e.tmp, "relay-"+kind, "--serve-relay", kind+","+addr+","+e.upstream)
 		if err != nil {
 			return err

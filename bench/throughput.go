@@ -141,16 +141,17 @@ func (e *env) measureLevel(connections int, d time.Duration, rounds int, paths [
 				endpoint = ""
 			}
 			e.logf("  wrk %-31s -c %-4d %s  round %d/%d", p, connections, d, round, rounds)
-			before, ioBefore := e.cpuSample(p, reuse), e.syscallSample(p, reuse)
+			pids := e.picoPIDs(p, reuse)
+			before, ioBefore := cpuSample(pids), syscallSample(pids)
 			r, err := e.wrk.run(urls[p], endpoint, connections, d)
 			if err != nil {
 				return res, fmt.Errorf("%s at %d connections: %w", p, connections, err)
 			}
-			for k, v := range e.cpuSample(p, reuse) {
+			for k, v := range cpuSample(pids) {
 				r.CPU[k] = v - before[k]
 			}
 			r.Syscalls = map[string][2]int64{}
-			for k, v := range e.syscallSample(p, reuse) {
+			for k, v := range syscallSample(pids) {
 				if b, ok := ioBefore[k]; ok {
 					r.Syscalls[k] = [2]int64{v[0] - b[0], v[1] - b[1]}
 				}
@@ -196,11 +197,25 @@ func (e *env) runSweep() error {
 // Components whose CPU time is accounted per request, besides wrk.
 var cpuComponents = []string{"wrk", "upstream", "node 1", "node 2", "agent"}
 
-// syscallSample reads the read and write system calls made so far by
-// the Pico processes of path (as cpuSample counts them).
-func (e *env) syscallSample(path string, reuse *standalone) map[string][2]int64 {
+// picoPIDs: the Pico processes of path by component. On pathReuse the
+// reuse node counts as node 1 and its agent as the agent.
+func (e *env) picoPIDs(path string, reuse *standalone) map[string]int {
+	if path == pathReuse {
+		return reuse.pids()
+	}
+	return map[string]int{"node 1": e.nodes[0].pid(), "node 2": e.nodes[1].pid(), "agent": e.benchAgent.pid()}
+}
+
+// pids: the standalone node as "node 1" and its agent as "agent".
+func (s *standalone) pids() map[string]int {
+	return map[string]int{"node 1": s.node.pid(), "agent": s.agent.pid()}
+}
+
+// syscallSample reads the read and write system calls the processes pids
+// have made so far.
+func syscallSample(pids map[string]int) map[string][2]int64 {
 	s := map[string][2]int64{}
-	for name, pid := range e.picoPIDs(path, reuse) {
+	for name, pid := range pids {
 		if r, w, err := procSyscalls(pid); err == nil {
 			s[name] = [2]int64{r, w}
 		}
@@ -208,21 +223,11 @@ func (e *env) syscallSample(path string, reuse *standalone) map[string][2]int64 
 	return s
 }
 
-// picoPIDs: the Pico processes of path by component. On pathReuse the
-// reuse node counts as node 1 and its agent as the agent.
-func (e *env) picoPIDs(path string, reuse *standalone) map[string]int {
-	if path == pathReuse {
-		return map[string]int{"node 1": reuse.node.pid(), "agent": reuse.agent.pid()}
-	}
-	return map[string]int{"node 1": e.nodes[0].pid(), "node 2": e.nodes[1].pid(), "agent": e.benchAgent.pid()}
-}
-
 // cpuSample reads the CPU time used so far by the upstream (this
-// process), nodes 1 and 2 and the bench agent.
-// On pathReuse the reuse node counts as node 1 and its agent as the agent.
-func (e *env) cpuSample(path string, reuse *standalone) map[string]time.Duration {
+// process) and by the processes pids.
+func cpuSample(pids map[string]int) map[string]time.Duration {
 	s := map[string]time.Duration{"upstream": selfCPU()}
-	for name, pid := range e.picoPIDs(path, reuse) {
+	for name, pid := range pids {
 		if v, err := procCPU(pid); err == nil {
 			s[name] = v
 		}
